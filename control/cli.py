@@ -1,0 +1,107 @@
+"""`semroute` command line: every subcommand and flag is declared here, so `--help` is the
+documentation; the work is done by the module each command names."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+DEFAULT_CONFIG = "config/example.yaml"
+DEFAULT_TRITON_GRPC = "localhost:8101"
+DEFAULT_REPOSITORY = "model_repository"
+
+
+def _add_triton_ports(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model-repository", default=DEFAULT_REPOSITORY, help="Triton model repository (default: %(default)s)")
+    p.add_argument("--http-port", type=int, default=8100, help="Triton HTTP port (default: %(default)s)")
+    p.add_argument("--grpc-port", type=int, default=8101, help="Triton gRPC port (default: %(default)s)")
+    p.add_argument("--metrics-port", type=int, default=8102, help="Triton metrics port (default: %(default)s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="semroute", description="Semantic LLM router.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("up", help="start the local Triton server and the gateway; Ctrl-C stops both")
+    p.add_argument("--config", default=DEFAULT_CONFIG, help="YAML config (default: %(default)s)")
+    p.add_argument("--port", type=int, default=8080, help="gateway port (default: %(default)s)")
+    p.add_argument("--host", default="127.0.0.1", help="gateway address (default: %(default)s)")
+    _add_triton_ports(p)
+
+    p = sub.add_parser("serve", help="run the gateway against a running Triton")
+    p.add_argument("--config", required=True, help="YAML config")
+    p.add_argument("--port", type=int, default=8080, help="gateway port (default: %(default)s)")
+    p.add_argument("--host", default="127.0.0.1", help="gateway address (default: %(default)s)")
+    p.add_argument("--triton-url", default=DEFAULT_TRITON_GRPC, help="Triton gRPC HOST:PORT (default: %(default)s)")
+    p.add_argument("--workers", type=int, default=1, help="gateway worker processes sharing the port (default: %(default)s)")
+
+    p = sub.add_parser("triton", help="run the bundled Triton server (CPU) on our model repository")
+    _add_triton_ports(p)
+
+    p = sub.add_parser("export", help="build the Triton model repository (ONNX + config) from the base model and trained heads")
+    p.add_argument("--weights", type=Path, default=None, help="trained branch/heads (default: export/weights/router_heads.safetensors)")
+    p.add_argument("--model-repository", type=Path, default=Path(DEFAULT_REPOSITORY), help="output repository (default: %(default)s)")
+    p.add_argument("--max-batch-size", type=int, default=64, help="Triton max_batch_size (default: %(default)s)")
+
+    p = sub.add_parser("route", help="print the routing decision for a prompt as JSON")
+    p.add_argument("text", help="the prompt")
+    p.add_argument("--config", default=DEFAULT_CONFIG, help="YAML config (default: %(default)s)")
+    p.add_argument("--triton-url", default=DEFAULT_TRITON_GRPC, help="Triton gRPC HOST:PORT (default: %(default)s)")
+
+    p = sub.add_parser("classify", help="classify a JSONL file: one line of signals per input line, in order")
+    p.add_argument("--input", required=True, type=Path, help='JSONL, each line {"text": ...} or {"messages": [...]}')
+    p.add_argument("--output", required=True, type=Path, help="JSONL of signals")
+    p.add_argument("--triton-url", default=DEFAULT_TRITON_GRPC, help="Triton gRPC HOST:PORT (default: %(default)s)")
+
+    p = sub.add_parser("train", help="train the router heads on the staged data")
+    p.add_argument("--data-dir", type=Path, default=Path("../shared/data"), help="staged data root with train/ and eval/ (default: %(default)s)")
+    p.add_argument("--output", type=Path, default=None, help="weights file (default: export/weights/router_heads.safetensors)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    p.add_argument("--smoke", action="store_true", help="one quick step on a tiny subset (tests)")
+
+    p = sub.add_parser("eval", help="evaluate the served model on the held-out sets")
+    p.add_argument("--data-dir", type=Path, default=Path("../shared/data"), help="staged data root (default: %(default)s)")
+    p.add_argument("--triton-url", default=DEFAULT_TRITON_GRPC, help="Triton gRPC HOST:PORT (default: %(default)s)")
+    p.add_argument("--output-dir", type=Path, default=Path("export/model_card"), help="metrics.json and report (default: %(default)s)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(_dispatch(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except (FileNotFoundError, ValueError, RuntimeError, ConnectionError) as exc:
+        print(f"semroute {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(args: argparse.Namespace) -> int | None:
+    # Imports stay inside: `semroute triton` must not pay for torch, `export` for aiohttp.
+    if args.command == "up":
+        from control.up import run_up
+        return run_up(args)
+    if args.command == "serve":
+        from control.app import run_serve
+        return run_serve(args)
+    if args.command == "triton":
+        from control.tritonserver import run_triton
+        return run_triton(args)
+    if args.command == "export":
+        from export.repository import run_export
+        return run_export(args)
+    if args.command in ("route", "classify"):
+        from control import offline
+        return offline.run_route(args) if args.command == "route" else offline.run_classify(args)
+    if args.command == "train":
+        from export.train import run_train
+        return run_train(args)
+    if args.command == "eval":
+        from export.evaluate import run_eval
+        return run_eval(args)
+    raise ValueError(f"unknown command {args.command}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
