@@ -1,0 +1,80 @@
+"""OpenAI wire types the gateway reads, and OpenAI's error shape. No serving logic here.
+
+Requests are validated only as far as routing needs; every other field passes through
+to the backend untouched (extra="allow").
+"""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+AUTO_MODEL = "auto"
+
+
+class TextPart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: Literal["text"]
+    text: str
+
+
+class OtherPart(BaseModel):
+    """Image, audio or file parts: passed through, not read by the classifier."""
+    model_config = ConfigDict(extra="allow")
+    type: Literal["image_url", "input_audio", "file", "refusal"]
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | list[TextPart | OtherPart] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, str):
+            return self.content
+        return "\n".join(p.text for p in self.content or [] if isinstance(p, TextPart))
+
+
+class ChatCompletionRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    model: str = Field(min_length=1)
+    messages: list[Message] = Field(min_length=1)
+    stream: bool = False
+
+    def routing_text(self) -> str:
+        """The text the classifier reads: the last user turn (falls back to the last message)."""
+        users = [m for m in self.messages if m.role == "user"]
+        return (users[-1] if users else self.messages[-1]).text()
+
+
+class RouteRequest(BaseModel):
+    """`/v1/route` takes either plain text or chat messages."""
+    model_config = ConfigDict(extra="allow")
+    text: str | None = None
+    messages: list[Message] | None = None
+
+    def routing_text(self) -> str:
+        if self.text is not None:
+            return self.text
+        if self.messages:
+            return ChatCompletionRequest(model=AUTO_MODEL, messages=self.messages).routing_text()
+        raise ValueError("give 'text' or a non-empty 'messages' list")
+
+
+class APIError(Exception):
+    """An error the client sees in OpenAI's shape: {"error": {message, type, param, code}}."""
+
+    def __init__(self, status: int, message: str, type: str = "invalid_request_error",
+                 code: str | None = None, param: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.type, self.code, self.param = status, message, type, code, param
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+def validation_error(exc: ValidationError) -> APIError:
+    """The first pydantic error as a 400 naming the offending field."""
+    err = exc.errors()[0]
+    param = ".".join(str(p) for p in err["loc"] if not str(p).startswith(("function-", "tagged-")))
+    return APIError(400, f"invalid request: {param or 'body'}: {err['msg']}", code="invalid_request", param=param or None)

@@ -1,0 +1,222 @@
+"""Signals: text → tokens → Triton → every routing signal of one encoder pass.
+
+The only module that knows Triton. Prompts longer than the model's window are read in
+consecutive chunks (no silent truncation), sent together in one request, and folded back:
+class probabilities are averaged by chunk length, jailbreak takes the worst chunk, PII spans
+keep their character offsets in the original text.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import tritonclient.grpc.aio as grpcclient
+from tokenizers import Tokenizer
+
+from export.base_model import tokenizer_file
+from export.labels import MAX_SEQ_LEN, MODEL_NAME
+
+OUTPUTS = ("embedding", "domain_probs", "task_probs", "jailbreak_prob", "strong_prob", "pii_logits")
+
+
+@dataclass
+class PiiSpan:
+    type: str
+    start: int
+    end: int
+    text: str
+
+
+@dataclass
+class ReadInfo:
+    """How the text was read, so a long prompt never looks fully read when it was not."""
+    tokens: int
+    chunks: int
+    chunk_tokens: int
+    truncated: bool = False
+
+
+@dataclass
+class Signals:
+    domain: dict[str, float]
+    task: dict[str, float]
+    jailbreak_prob: float
+    strong_prob: float
+    pii: list[PiiSpan]
+    read: ReadInfo
+    embedding: np.ndarray = field(repr=False)
+
+    @property
+    def top_domain(self) -> tuple[str, float]:
+        return max(self.domain.items(), key=lambda kv: kv[1])
+
+    @property
+    def top_task(self) -> tuple[str, float]:
+        return max(self.task.items(), key=lambda kv: kv[1])
+
+    def to_dict(self, with_embedding: bool = False) -> dict:
+        out = asdict(self)
+        out.pop("embedding")
+        if with_embedding:
+            out["embedding"] = self.embedding.round(6).tolist()
+        return out
+
+
+@dataclass
+class Labels:
+    domains: list[str]
+    tasks: list[str]
+    pii_tags: list[str]
+    max_batch_size: int
+
+    @classmethod
+    def from_model_config(cls, config: dict) -> "Labels":
+        params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
+        try:
+            return cls(json.loads(params["domain_labels"]), json.loads(params["task_labels"]),
+                       json.loads(params["pii_tags"]), int(config.get("max_batch_size", 0)) or 64)
+        except KeyError as exc:
+            raise RuntimeError(f"model config of '{config.get('name')}' lacks label metadata {exc}; rebuild it with `semroute export`") from exc
+
+
+@dataclass
+class _Encoded:
+    chunks: list[list[int]]
+    offsets: list[list[tuple[int, int]]]
+    read: ReadInfo
+
+
+class Classifier:
+    """One shared async gRPC client; safe to call concurrently from many requests."""
+
+    def __init__(self, triton_url: str, model_name: str = MODEL_NAME, chunk_tokens: int = MAX_SEQ_LEN):
+        self.triton_url = triton_url
+        self.model_name = model_name
+        self.chunk_tokens = chunk_tokens
+        self.tokenizer = Tokenizer.from_file(str(tokenizer_file()))
+        self.tokenizer.no_truncation()
+        self.tokenizer.no_padding()
+        self._cls, self._sep = self.tokenizer.token_to_id("[CLS]"), self.tokenizer.token_to_id("[SEP]")
+        self.client: grpcclient.InferenceServerClient | None = None
+        self.labels: Labels | None = None
+
+    async def start(self) -> None:
+        """Connect and read the label lists from the model's metadata (raises if not ready)."""
+        if self.client is None:
+            self.client = grpcclient.InferenceServerClient(self.triton_url)
+        config = await self.client.get_model_config(self.model_name, as_json=True)
+        self.labels = Labels.from_model_config(config.get("config", config))
+
+    async def ready(self) -> bool:
+        try:
+            if self.labels is None:
+                await self.start()
+            return bool(await self.client.is_model_ready(self.model_name))
+        except Exception:  # any transport or server error means "not ready"
+            return False
+
+    async def close(self) -> None:
+        if self.client is not None:
+            await self.client.close()
+            self.client = None
+
+    def encode(self, text: str) -> _Encoded:
+        enc = self.tokenizer.encode(text, add_special_tokens=False)
+        ids, offsets, width = enc.ids, enc.offsets, self.chunk_tokens - 2
+        starts = range(0, max(len(ids), 1), width)
+        chunks = [[self._cls, *ids[s:s + width], self._sep] for s in starts]
+        chunk_offsets = [[(0, 0), *offsets[s:s + width], (0, 0)] for s in starts]
+        return _Encoded(chunks, chunk_offsets, ReadInfo(tokens=len(ids), chunks=len(chunks), chunk_tokens=self.chunk_tokens))
+
+    async def classify(self, texts: list[str], headers: dict[str, str] | None = None) -> list[Signals]:
+        if self.labels is None:
+            await self.start()
+        encoded = [self.encode(t) for t in texts]
+        rows = [c for e in encoded for c in e.chunks]
+        step = self.labels.max_batch_size
+        parts = await asyncio.gather(*(self._infer(rows[i:i + step], headers) for i in range(0, len(rows), step)))
+        outputs = {name: [p[name] for p in parts] for name in OUTPUTS}
+        flat = {name: _concat_ragged(arrays) for name, arrays in outputs.items()}
+        signals, row = [], 0
+        for text, enc in zip(texts, encoded):
+            n = len(enc.chunks)
+            signals.append(self._fold(text, enc, {k: v[row:row + n] for k, v in flat.items()}))
+            row += n
+        return signals
+
+    async def _infer(self, rows: list[list[int]], headers: dict[str, str] | None) -> dict[str, np.ndarray]:
+        width = max(len(r) for r in rows)
+        ids = np.zeros((len(rows), width), dtype=np.int64)
+        mask = np.zeros_like(ids)
+        for i, r in enumerate(rows):
+            ids[i, :len(r)] = r
+            mask[i, :len(r)] = 1
+        inputs = [grpcclient.InferInput("input_ids", list(ids.shape), "INT64"),
+                  grpcclient.InferInput("attention_mask", list(mask.shape), "INT64")]
+        inputs[0].set_data_from_numpy(ids)
+        inputs[1].set_data_from_numpy(mask)
+        requested = [grpcclient.InferRequestedOutput(n) for n in OUTPUTS]
+        result = await self.client.infer(self.model_name, inputs, outputs=requested, headers=headers)
+        return {n: result.as_numpy(n) for n in OUTPUTS}
+
+    def _fold(self, text: str, enc: _Encoded, out: dict[str, np.ndarray]) -> Signals:
+        weights = np.array([len(c) - 2 for c in enc.chunks], dtype=np.float64).clip(min=1)
+        weights /= weights.sum()
+        emb = (out["embedding"] * weights[:, None]).sum(0)
+        return Signals(
+            domain=_named(self.labels.domains, weights @ out["domain_probs"]),
+            task=_named(self.labels.tasks, weights @ out["task_probs"]),
+            jailbreak_prob=round(float(out["jailbreak_prob"].max()), 6),
+            strong_prob=round(float(weights @ out["strong_prob"][:, 0]), 6),
+            pii=[s for i, offs in enumerate(enc.offsets)
+                 for s in decode_bio(text, offs, out["pii_logits"][i], self.labels.pii_tags)],
+            read=enc.read,
+            embedding=(emb / max(np.linalg.norm(emb), 1e-12)).astype(np.float32),
+        )
+
+
+def _named(names: list[str], probs: np.ndarray) -> dict[str, float]:
+    return {n: round(float(p), 6) for n, p in zip(names, probs)}
+
+
+def _concat_ragged(arrays: list[np.ndarray]) -> np.ndarray:
+    """Concatenate along the batch; pii_logits of separate requests may differ in length."""
+    if arrays[0].ndim == 3:
+        width = max(a.shape[1] for a in arrays)
+        arrays = [np.pad(a, ((0, 0), (0, width - a.shape[1]), (0, 0))) for a in arrays]
+    return np.concatenate(arrays)
+
+
+def decode_bio(text: str, offsets: list[tuple[int, int]], logits: np.ndarray, tags: list[str]) -> list[PiiSpan]:
+    """Token BIO tags → character spans. A word piece continues the span of its word."""
+    spans: list[PiiSpan] = []
+    current: list | None = None  # [type, start, end]
+    tag_ids = logits[:len(offsets)].argmax(-1)
+    for (start, end), tag_id in zip(offsets, tag_ids):
+        if start == end:  # special token or padding
+            continue
+        tag = tags[int(tag_id)]
+        glued = current is not None and start == current[2]
+        word_piece = glued and text[start - 1].isalnum() and text[start].isalnum()
+        if tag == "O" and not word_piece:
+            current = _close(text, current, spans)
+        elif word_piece or (tag.startswith("I-") and current is not None and tag[2:] == current[0]):
+            current[2] = end
+        elif tag != "O":
+            _close(text, current, spans)
+            current = [tag[2:], start, end]
+    _close(text, current, spans)
+    return spans
+
+
+def _close(text: str, current: list | None, spans: list[PiiSpan]) -> None:
+    if current is not None:
+        spans.append(PiiSpan(current[0], current[1], current[2], text[current[1]:current[2]]))
+    return None
+
+
+def timed_ms(start: float) -> float:
+    return round((time.perf_counter() - start) * 1000, 3)

@@ -1,0 +1,78 @@
+"""Upstream: the only module that talks to LLM backends. One pooled aiohttp session.
+
+A backend's own 4xx answers reach the client unchanged (they are already OpenAI-shaped);
+transport failures and 5xx become 502, timeouts 504, all in OpenAI's error shape.
+"""
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import aiohttp
+
+from control.config import Backend
+from control.protocol import APIError
+
+# Hop-by-hop and length headers are recomputed by our server; never copy them through.
+_DROP_HEADERS = {"content-length", "transfer-encoding", "connection", "keep-alive", "content-encoding", "server", "date"}
+
+
+class Upstream:
+    def __init__(self, connector_limit: int = 512):
+        self._connector_limit = connector_limit
+        self.session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        if self.session is None:
+            connector = aiohttp.TCPConnector(limit=self._connector_limit, ttl_dns_cache=300)
+            # Bodies are decompressed here and content-encoding dropped, so clients get plain bytes.
+            self.session = aiohttp.ClientSession(connector=connector, auto_decompress=True)
+
+    async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
+
+    @asynccontextmanager
+    async def post(self, backend: Backend, path: str, body: dict,
+                   headers: dict[str, str] | None = None) -> AsyncIterator[aiohttp.ClientResponse]:
+        """POST to the backend; yields the open response (body not yet read) on 2xx/4xx."""
+        await self.start()
+        url = f"{backend.base_url}/{path.lstrip('/')}"
+        send = {"Content-Type": "application/json", **(headers or {})}
+        key = backend.api_key()
+        if key:
+            send["Authorization"] = f"Bearer {key}"
+        timeout = aiohttp.ClientTimeout(total=backend.timeout_s)
+        try:
+            async with self.session.post(url, json=body, headers=send, timeout=timeout) as resp:
+                if resp.status >= 500:
+                    detail = (await resp.text())[:500]
+                    raise APIError(502, f"backend '{backend.name}' answered {resp.status}: {detail}",
+                                   type="upstream_error", code="upstream_error")
+                yield resp
+        except asyncio.TimeoutError:
+            raise APIError(504, f"backend '{backend.name}' did not answer within {backend.timeout_s:g}s",
+                           type="upstream_error", code="upstream_timeout") from None
+        except aiohttp.ClientError as exc:
+            raise APIError(502, f"backend '{backend.name}' is unreachable: {type(exc).__name__}",
+                           type="upstream_error", code="upstream_unreachable") from None
+
+    async def probe(self, backend: Backend, timeout_s: float = 2.0) -> str | None:
+        """None when the backend answers GET /models, else a short reason (used by `up`)."""
+        await self.start()
+        key = backend.api_key()
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        if backend.api_key_env and not key:
+            return f"${backend.api_key_env} is not set"
+        try:
+            async with self.session.get(f"{backend.base_url}/models", headers=headers,
+                                        timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
+                return None if resp.status < 400 else f"GET /models answered {resp.status}"
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            return f"unreachable ({type(exc).__name__})"
+
+
+def passthrough_headers(resp: aiohttp.ClientResponse) -> dict[str, str]:
+    return {k: v for k, v in resp.headers.items() if k.lower() not in _DROP_HEADERS}

@@ -1,0 +1,57 @@
+"""Start the real gateway (`semroute serve`) as a subprocess on a free port, for tests."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+import yaml
+
+from tests.stub_upstream import free_port
+
+SEMROUTE = str(Path(sys.executable).with_name("semroute"))
+
+
+class GatewayProcess:
+    def __init__(self, config: dict, triton_url: str, tmp_dir: Path, workers: int = 1, env: dict | None = None):
+        self.port = free_port()
+        self.config_path = tmp_dir / f"config-{self.port}.yaml"
+        self.config_path.write_text(yaml.safe_dump(config))
+        self.log_path = tmp_dir / f"gateway-{self.port}.log"
+        self.cmd = [SEMROUTE, "serve", "--config", str(self.config_path), "--port", str(self.port),
+                    "--triton-url", triton_url, "--workers", str(workers)]
+        self.env = {**os.environ, **(env or {})}
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = 30) -> "GatewayProcess":
+        self._log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(self.cmd, stdout=self._log, stderr=subprocess.STDOUT, env=self.env)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gateway exited {self.proc.returncode}:\n{self.log()}")
+            try:
+                if requests.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return self
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        raise RuntimeError(f"gateway not up after {timeout_s}s:\n{self.log()}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self._log.close()
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
