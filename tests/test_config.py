@@ -1,0 +1,55 @@
+"""Config files: good ones load, bad ones fail with a message that says where and why."""
+from pathlib import Path
+
+import pytest
+
+from control.config import ConfigError, load_config
+
+EXAMPLE = Path(__file__).parents[1] / "config" / "example.yaml"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_example_config_loads():
+    config = load_config(EXAMPLE)
+    assert [b.name for b in config.backends] == ["ollama", "vllm", "openai"]
+    assert config.routing.default == "ollama"
+    assert config.backend("openai").api_key_env == "OPENAI_API_KEY"
+
+
+BACKEND = "backends: [{name: a, url: 'http://localhost:1/v1', model: m}]\n"
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("backends: [", "not valid YAML"),
+    ("- just a list", "expected a mapping"),
+    (BACKEND, "routing: Field required"),
+    (BACKEND + "routing: {default: b}", "routing.default: 'b' is not a configured backend"),
+    (BACKEND + "routing: {default: a, tasks: {coding: zzz}}", "routing.tasks.coding: 'zzz'"),
+    ("backends: [{name: a, url: 'not a url', model: m}]\nrouting: {default: a}", "backends.0.url"),
+    ("backends: [{name: a, url: 'http://x/v1', model: m, price: {input: -1}}]\nrouting: {default: a}", "backends.0.price.input"),
+    ("backends: [{name: a, url: 'http://x/v1', model: m, colour: red}]\nrouting: {default: a}", "backends.0.colour: Extra inputs"),
+    ("backends: [{name: a, url: 'http://x/v1', model: m}, {name: a, url: 'http://y/v1', model: n}]\nrouting: {default: a}",
+     "repeated: a"),
+    ("backends: [{name: auto, url: 'http://x/v1', model: m}]\nrouting: {default: auto}", "'auto' is reserved"),
+])
+def test_bad_config_says_where(tmp_path, text, needle):
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    assert needle in str(info.value)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_unknown_labels_are_rejected():
+    config = load_config(EXAMPLE)
+    with pytest.raises(ConfigError, match="routing.tasks.coding"):
+        config.check_labels(domains=["law", "health"], tasks=["math"])
+    config.check_labels(domains=["law", "health"], tasks=["math", "coding"])
