@@ -8,14 +8,16 @@ import time
 import uuid
 
 from aiohttp import web
+from opentelemetry import trace
 from pydantic import ValidationError
 from tritonclient.utils import InferenceServerException
 
-from control import metrics
-from control.config import Config, load_config
+from control import metrics, telemetry
+from control.config import Backend, Config, load_config
 from control.policy import Decision, decide, passthrough
 from control.protocol import AUTO_MODEL, APIError, ChatCompletionRequest, RouteRequest, validation_error
 from control.signals import Classifier, Signals, timed_ms
+from control.telemetry import TRACER
 from control.upstream import Upstream, passthrough_headers
 
 log = logging.getLogger("semroute.gateway")
@@ -63,30 +65,38 @@ class Gateway:
             chat = ChatCompletionRequest.model_validate(body)
         except ValidationError as exc:
             raise validation_error(exc) from None
-        decision, signals = await self.route(chat)
+        with TRACER.start_as_current_span("route") as span:
+            decision, signals = await self.route(chat)
+            span.set_attributes(decision_attributes(decision, signals))
         metrics.DECISION_SECONDS.observe(time.perf_counter() - start)
+        trace.get_current_span().set_attributes(decision_attributes(decision, signals))
         headers = route_headers(decision, signals, request)
         backend = self.config.backend(decision.backend)
         body["model"] = backend.model
-        labels = {"backend": backend.name, "category": headers["x-semroute-category"], "task": headers["x-semroute-task"]}
+        outcome = {"backend": backend.name, "category": headers["x-semroute-category"],
+                   "task": headers["x-semroute-task"], "rule": decision.rule}
         upstream_start = time.perf_counter()
         try:
             response = await (self._stream(request, backend, body, headers) if chat.stream
                               else self._forward(backend, body, headers))
         except APIError as err:
-            metrics.REQUESTS.labels(**labels, status=str(err.status)).inc()
+            metrics.REQUESTS.labels(**outcome, status=str(err.status)).inc()
+            access_log(request, chat, outcome, err.status, start)
             raise
         metrics.UPSTREAM_SECONDS.labels(backend=backend.name).observe(time.perf_counter() - upstream_start)
-        metrics.REQUESTS.labels(**labels, status=str(response.status)).inc()
+        metrics.REQUESTS.labels(**outcome, status=str(response.status)).inc()
+        access_log(request, chat, outcome, response.status, start)
         return response
 
-    async def _forward(self, backend, body: dict, headers: dict[str, str]) -> web.Response:
+    async def _forward(self, backend: Backend, body: dict, headers: dict[str, str]) -> web.Response:
         async with self.upstream.post(backend, "chat/completions", body) as resp:
             data = await resp.read()
+            self.account(backend, usage_of(data))
             return web.Response(body=data, status=resp.status, headers={**passthrough_headers(resp), **headers})
 
-    async def _stream(self, request: web.Request, backend, body: dict, headers: dict[str, str]) -> web.StreamResponse:
+    async def _stream(self, request: web.Request, backend: Backend, body: dict, headers: dict[str, str]) -> web.StreamResponse:
         response: web.StreamResponse | None = None
+        tail = b""
         try:
             async with self.upstream.post(backend, "chat/completions", body) as resp:
                 if resp.status >= 400 or "text/event-stream" not in resp.headers.get("Content-Type", ""):
@@ -94,8 +104,13 @@ class Gateway:
                     return web.Response(body=data, status=resp.status, headers={**passthrough_headers(resp), **headers})
                 response = web.StreamResponse(status=resp.status, headers={**passthrough_headers(resp), **headers})
                 await response.prepare(request)
+                sent_at = time.perf_counter()
                 async for chunk in resp.content.iter_any():  # chunk by chunk, no re-buffering
+                    if not tail:
+                        metrics.TTFT_SECONDS.labels(backend=backend.name).observe(time.perf_counter() - sent_at)
                     await response.write(chunk)
+                    tail = (tail + chunk)[-4096:]  # usage, when sent, is in the last event
+                self.account(backend, usage_of_stream(tail))
         except APIError as err:
             if response is None:
                 raise
@@ -103,6 +118,20 @@ class Gateway:
             await response.write(b"data: " + json.dumps(err.body()).encode() + b"\n\n")
         await response.write_eof()
         return response
+
+    def account(self, backend: Backend, usage: dict | None) -> None:
+        """Tokens, estimated cost and saving (against the dearest backend) from the backend's usage."""
+        if not usage:
+            return
+        tokens_in, tokens_out = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+        cost = backend.price.cost(tokens_in, tokens_out)
+        metrics.TOKENS.labels(backend=backend.name, direction="input").inc(tokens_in)
+        metrics.TOKENS.labels(backend=backend.name, direction="output").inc(tokens_out)
+        metrics.COST_USD.labels(backend=backend.name).inc(cost)
+        metrics.SAVING_USD.labels(backend=backend.name).inc(self.config.max_cost(tokens_in, tokens_out) - cost)
+        trace.get_current_span().set_attributes({"gen_ai.usage.input_tokens": tokens_in,
+                                                 "gen_ai.usage.output_tokens": tokens_out,
+                                                 "semroute.cost_usd": cost})
 
     async def route_only(self, request: web.Request) -> web.Response:
         start = time.perf_counter()
@@ -153,6 +182,40 @@ async def read_json_object(request: web.Request) -> dict:
     return body
 
 
+def usage_of(data: bytes) -> dict | None:
+    try:
+        usage = json.loads(data).get("usage")
+    except (ValueError, AttributeError):
+        return None
+    return usage if isinstance(usage, dict) else None
+
+
+def usage_of_stream(tail: bytes) -> dict | None:
+    """The usage object of the last SSE event that has one (sent with stream_options.include_usage)."""
+    for line in reversed(tail.split(b"\n")):
+        if line.startswith(b"data: {") and b'"usage"' in line:
+            return usage_of(line[6:])
+    return None
+
+
+def decision_attributes(decision: Decision, signals: Signals | None) -> dict:
+    attributes = {"semroute.backend": decision.backend, "semroute.rule": decision.rule,
+                  "gen_ai.request.model": decision.model}
+    if signals is not None:
+        attributes.update({"semroute.category": signals.top_domain[0], "semroute.task": signals.top_task[0],
+                           "semroute.strong_prob": signals.strong_prob, "semroute.jailbreak_prob": signals.jailbreak_prob})
+    return attributes
+
+
+def access_log(request: web.Request, chat: ChatCompletionRequest, outcome: dict, status: int, start: float) -> None:
+    """One JSON line per chat request; the prompt only with SEMROUTE_LOG_PROMPTS=1."""
+    fields = {"request_id": request["request_id"], "trace_id": telemetry.current_trace_id(),
+              "status": status, "stream": chat.stream, "duration_ms": timed_ms(start), **outcome}
+    if telemetry.log_prompts():
+        fields["prompt"] = chat.routing_text()
+    log.info("chat request", extra=fields)
+
+
 def route_headers(decision: Decision, signals: Signals | None, request: web.Request) -> dict[str, str]:
     return {
         "x-semroute-model": decision.backend,
@@ -180,6 +243,7 @@ async def errors_middleware(request: web.Request, handler):
 
 
 def create_app(config: Config, triton_url: str) -> web.Application:
+    telemetry.instrument_aiohttp_server()
     app = web.Application(middlewares=[errors_middleware], client_max_size=8 * 1024 * 1024)
     gateway = Gateway(config, Classifier(triton_url))
     app[GATEWAY] = gateway
@@ -205,9 +269,14 @@ async def _on_cleanup(app: web.Application) -> None:
     gateway = app[GATEWAY]
     await gateway.upstream.close()
     await gateway.classifier.close()
+    provider = trace.get_tracer_provider()
+    if hasattr(provider, "shutdown"):
+        provider.shutdown()  # flush the last spans
 
 
 def serve_forever(config: Config, triton_url: str, host: str, port: int, reuse_port: bool = False) -> None:
+    telemetry.setup_logging()
+    telemetry.setup_tracing()
     try:
         import uvloop
         uvloop.install()
@@ -218,7 +287,7 @@ def serve_forever(config: Config, triton_url: str, host: str, port: int, reuse_p
 
 
 def run_serve(args) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    telemetry.setup_logging()
     config = load_config(args.config)
     if args.workers <= 1:
         serve_forever(config, args.triton_url, args.host, args.port)

@@ -24,6 +24,9 @@ class Price(_Strict):
     input: float = Field(0.0, ge=0, description="USD per 1M prompt tokens")
     output: float = Field(0.0, ge=0, description="USD per 1M completion tokens")
 
+    def cost(self, input_tokens: int, output_tokens: int) -> float:
+        return (input_tokens * self.input + output_tokens * self.output) / 1e6
+
 
 class Backend(_Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
@@ -75,6 +78,10 @@ class Config(_Strict):
             if name not in names:
                 raise ValueError(f"{where}: '{name}' is not a configured backend (backends: {', '.join(names)})")
         return self
+
+    def max_cost(self, input_tokens: int, output_tokens: int) -> float:
+        """What the same tokens cost on the dearest backend: the baseline for savings."""
+        return max(b.price.cost(input_tokens, output_tokens) for b in self.backends)
 
     def backend(self, name: str) -> Backend | None:
         return next((b for b in self.backends if b.name == name), None)

@@ -1,5 +1,6 @@
 """Prometheus metrics of the gateway, one `semroute_` scheme.
 
+Where the vLLM Semantic Router (vSR) exports the same quantity, the comment names its metric.
 Multi-worker: when PROMETHEUS_MULTIPROC_DIR is set (semroute serve --workers N sets it),
 prometheus-client's multiprocess mode aggregates every worker's values on /metrics.
 """
@@ -11,14 +12,28 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
+# vSR: llm_model_requests_total / llm_request_errors_total
 REQUESTS = Counter("semroute_requests_total", "Chat completion requests by outcome",
-                   ["backend", "category", "task", "status"])
-CLASSIFY_SECONDS = Histogram("semroute_classify_seconds", "Tokenize + Triton inference time per request",
+                   ["backend", "category", "task", "rule", "status"])
+# vSR: llm_classifier_latency_seconds
+CLASSIFY_SECONDS = Histogram("semroute_classify_seconds", "Tokenize + Triton inference per request",
                              buckets=_LATENCY_BUCKETS)
-DECISION_SECONDS = Histogram("semroute_decision_seconds", "Time from request to routing decision",
+TRITON_SECONDS = Histogram("semroute_triton_seconds", "Triton gRPC inference call", buckets=_LATENCY_BUCKETS)
+# vSR: llm_model_routing_latency_seconds
+DECISION_SECONDS = Histogram("semroute_decision_seconds", "Request arrival to routing decision",
                              buckets=_LATENCY_BUCKETS)
-UPSTREAM_SECONDS = Histogram("semroute_upstream_seconds", "Upstream call time until the last byte",
+# vSR: llm_model_completion_latency_seconds
+UPSTREAM_SECONDS = Histogram("semroute_upstream_seconds", "Upstream call until the last byte",
                              ["backend"], buckets=_LATENCY_BUCKETS)
+# vSR: llm_model_ttft_seconds
+TTFT_SECONDS = Histogram("semroute_ttft_seconds", "Streaming: time to the first chunk from the backend",
+                         ["backend"], buckets=_LATENCY_BUCKETS)
+# vSR: llm_model_tokens_total (prompt/completion)
+TOKENS = Counter("semroute_tokens_total", "Tokens reported by the backends' usage", ["backend", "direction"])
+# vSR: llm_model_cost_total
+COST_USD = Counter("semroute_cost_usd_total", "Estimated spend from usage and configured prices", ["backend"])
+SAVING_USD = Counter("semroute_saving_usd_total", "Estimated spend avoided against the dearest backend", ["backend"])
+UPSTREAM_ERRORS = Counter("semroute_upstream_errors_total", "Upstream failures by kind", ["backend", "code"])
 
 
 def render() -> tuple[bytes, str]:

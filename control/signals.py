@@ -14,8 +14,11 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import tritonclient.grpc.aio as grpcclient
+from opentelemetry.trace import SpanKind
 from tokenizers import Tokenizer
 
+from control import metrics
+from control.telemetry import TRACER, inject_headers
 from export.base_model import tokenizer_file
 from export.labels import MAX_SEQ_LEN, MODEL_NAME
 
@@ -131,13 +134,14 @@ class Classifier:
         chunk_offsets = [[(0, 0), *offsets[s:s + width], (0, 0)] for s in starts]
         return _Encoded(chunks, chunk_offsets, ReadInfo(tokens=len(ids), chunks=len(chunks), chunk_tokens=self.chunk_tokens))
 
-    async def classify(self, texts: list[str], headers: dict[str, str] | None = None) -> list[Signals]:
+    async def classify(self, texts: list[str]) -> list[Signals]:
         if self.labels is None:
             await self.start()
-        encoded = [self.encode(t) for t in texts]
+        with TRACER.start_as_current_span("tokenize", attributes={"semroute.texts": len(texts)}):
+            encoded = [self.encode(t) for t in texts]
         rows = [c for e in encoded for c in e.chunks]
         step = self.labels.max_batch_size
-        parts = await asyncio.gather(*(self._infer(rows[i:i + step], headers) for i in range(0, len(rows), step)))
+        parts = await asyncio.gather(*(self._infer(rows[i:i + step]) for i in range(0, len(rows), step)))
         outputs = {name: [p[name] for p in parts] for name in OUTPUTS}
         flat = {name: _concat_ragged(arrays) for name, arrays in outputs.items()}
         signals, row = [], 0
@@ -147,7 +151,7 @@ class Classifier:
             row += n
         return signals
 
-    async def _infer(self, rows: list[list[int]], headers: dict[str, str] | None) -> dict[str, np.ndarray]:
+    async def _infer(self, rows: list[list[int]]) -> dict[str, np.ndarray]:
         width = max(len(r) for r in rows)
         ids = np.zeros((len(rows), width), dtype=np.int64)
         mask = np.zeros_like(ids)
@@ -159,7 +163,13 @@ class Classifier:
         inputs[0].set_data_from_numpy(ids)
         inputs[1].set_data_from_numpy(mask)
         requested = [grpcclient.InferRequestedOutput(n) for n in OUTPUTS]
-        result = await self.client.infer(self.model_name, inputs, outputs=requested, headers=headers)
+        attributes = {"semroute.triton.model": self.model_name, "semroute.triton.batch": len(rows),
+                      "semroute.triton.seq_len": width}
+        with TRACER.start_as_current_span("triton.infer", kind=SpanKind.CLIENT, attributes=attributes):
+            start = time.perf_counter()
+            # traceparent as gRPC metadata: Triton's own spans join this trace under this span.
+            result = await self.client.infer(self.model_name, inputs, outputs=requested, headers=inject_headers())
+            metrics.TRITON_SECONDS.observe(time.perf_counter() - start)
         return {n: result.as_numpy(n) for n in OUTPUTS}
 
     def _fold(self, text: str, enc: _Encoded, out: dict[str, np.ndarray]) -> Signals:

@@ -6,6 +6,7 @@ import logging
 import time
 from pathlib import Path
 
+from control import telemetry
 from control.config import Config, load_config
 from control.upstream import Upstream
 
@@ -13,7 +14,7 @@ log = logging.getLogger("semroute.up")
 
 
 def run_up(args) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    telemetry.setup_logging()
     config = load_config(args.config)
     repository = Path(args.model_repository)
     if not (repository / "router" / "config.pbtxt").exists():
@@ -25,7 +26,7 @@ def run_up(args) -> int:
 
     start = time.perf_counter()
     with TritonServer(repository, http_port=args.http_port, grpc_port=args.grpc_port,
-                      metrics_port=args.metrics_port) as triton:
+                      metrics_port=args.metrics_port, extra_args=telemetry.triton_trace_args()) as triton:
         triton.wait_ready()
         log.info("Triton ready in %.1fs (gRPC %s, metrics http://127.0.0.1:%d/metrics)",
                  time.perf_counter() - start, triton.grpc_url, args.metrics_port)

@@ -10,9 +10,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import aiohttp
+from opentelemetry.trace import SpanKind
 
+from control import metrics
 from control.config import Backend
 from control.protocol import APIError
+from control.telemetry import TRACER, inject_headers
 
 # Hop-by-hop and length headers are recomputed by our server; never copy them through.
 _DROP_HEADERS = {"content-length", "transfer-encoding", "connection", "keep-alive", "content-encoding", "server", "date"}
@@ -37,27 +40,35 @@ class Upstream:
     @asynccontextmanager
     async def post(self, backend: Backend, path: str, body: dict,
                    headers: dict[str, str] | None = None) -> AsyncIterator[aiohttp.ClientResponse]:
-        """POST to the backend; yields the open response (body not yet read) on 2xx/4xx."""
+        """POST to the backend; yields the open response (body not yet read) on 2xx/4xx.
+
+        The CLIENT span lasts until the caller has read the body, streams included.
+        """
         await self.start()
         url = f"{backend.base_url}/{path.lstrip('/')}"
-        send = {"Content-Type": "application/json", **(headers or {})}
-        key = backend.api_key()
-        if key:
-            send["Authorization"] = f"Bearer {key}"
-        timeout = aiohttp.ClientTimeout(total=backend.timeout_s)
-        try:
-            async with self.session.post(url, json=body, headers=send, timeout=timeout) as resp:
-                if resp.status >= 500:
-                    detail = (await resp.text())[:500]
-                    raise APIError(502, f"backend '{backend.name}' answered {resp.status}: {detail}",
-                                   type="upstream_error", code="upstream_error")
-                yield resp
-        except asyncio.TimeoutError:
-            raise APIError(504, f"backend '{backend.name}' did not answer within {backend.timeout_s:g}s",
-                           type="upstream_error", code="upstream_timeout") from None
-        except aiohttp.ClientError as exc:
-            raise APIError(502, f"backend '{backend.name}' is unreachable: {type(exc).__name__}",
-                           type="upstream_error", code="upstream_unreachable") from None
+        attributes = {"gen_ai.operation.name": "chat", "gen_ai.request.model": backend.model,
+                      "semroute.backend": backend.name, "server.address": url.split("/")[2]}
+        with TRACER.start_as_current_span(f"chat {backend.model}", kind=SpanKind.CLIENT, attributes=attributes):
+            send = inject_headers({"Content-Type": "application/json", **(headers or {})})
+            key = backend.api_key()
+            if key:
+                send["Authorization"] = f"Bearer {key}"
+            try:
+                async with self.session.post(url, json=body, headers=send,
+                                             timeout=aiohttp.ClientTimeout(total=backend.timeout_s)) as resp:
+                    if resp.status >= 500:
+                        detail = (await resp.text())[:500]
+                        raise APIError(502, f"backend '{backend.name}' answered {resp.status}: {detail}",
+                                       type="upstream_error", code="upstream_error")
+                    yield resp
+            except asyncio.TimeoutError:
+                raise _failed(backend, APIError(504, f"backend '{backend.name}' did not answer within {backend.timeout_s:g}s",
+                                                type="upstream_error", code="upstream_timeout")) from None
+            except aiohttp.ClientError as exc:
+                raise _failed(backend, APIError(502, f"backend '{backend.name}' is unreachable: {type(exc).__name__}",
+                                                type="upstream_error", code="upstream_unreachable")) from None
+            except APIError as err:
+                raise _failed(backend, err) from None
 
     async def probe(self, backend: Backend, timeout_s: float = 2.0) -> str | None:
         """None when the backend answers GET /models, else a short reason (used by `up`)."""
@@ -72,6 +83,12 @@ class Upstream:
                 return None if resp.status < 400 else f"GET /models answered {resp.status}"
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             return f"unreachable ({type(exc).__name__})"
+
+
+def _failed(backend: Backend, err: APIError) -> APIError:
+    if err.type == "upstream_error":
+        metrics.UPSTREAM_ERRORS.labels(backend=backend.name, code=err.code).inc()
+    return err
 
 
 def passthrough_headers(resp: aiohttp.ClientResponse) -> dict[str, str]:

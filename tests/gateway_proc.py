@@ -36,13 +36,13 @@ class GatewayProcess:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"gateway exited {self.proc.returncode}:\n{self.log()}")
+                raise RuntimeError(f"gateway exited {self.proc.returncode}:\n{self.log()[-3000:]}")
             try:
                 if requests.get(f"{self.url}/healthz", timeout=1).status_code == 200:
                     return self
             except requests.ConnectionError:
                 time.sleep(0.2)
-        raise RuntimeError(f"gateway not up after {timeout_s}s:\n{self.log()}")
+        raise RuntimeError(f"gateway not up after {timeout_s}s:\n{self.log()[-3000:]}")
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
