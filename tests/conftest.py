@@ -1,0 +1,49 @@
+"""Session fixtures shared by the test modules: real parts, nothing mocked.
+
+- `model_repository`: the repository's own model_repository/, exported from the committed
+  weights (export/weights/router_heads.safetensors) unless already up to date.
+- `triton`: the bundled tritonserver on free ports, serving that repository.
+"""
+from __future__ import annotations
+
+import socket
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+MODEL_REPOSITORY = REPO_ROOT / "model_repository"
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports free right now, distinct (all held open until every one is chosen)."""
+    with ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+
+
+# --- model repository and Triton -------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def model_repository() -> Path:
+    from export.model import DEFAULT_WEIGHTS
+    from export.repository import build_repository, is_up_to_date
+
+    if not DEFAULT_WEIGHTS.exists():
+        pytest.fail(f"{DEFAULT_WEIGHTS} is missing: train (`semroute train`) or check out the committed weights")
+    if not is_up_to_date(MODEL_REPOSITORY, DEFAULT_WEIGHTS):
+        build_repository(DEFAULT_WEIGHTS, MODEL_REPOSITORY)
+    return MODEL_REPOSITORY
+
+
+@pytest.fixture(scope="session")
+def triton(model_repository, tmp_path_factory):
+    from control.tritonserver import TritonServer
+
+    http_port, grpc_port, metrics_port = free_ports(3)
+    log_file = tmp_path_factory.mktemp("triton") / "tritonserver.log"
+    with TritonServer(model_repository, http_port, grpc_port, metrics_port, log_file=log_file) as server:
+        yield server

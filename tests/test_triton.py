@@ -1,0 +1,160 @@
+"""The served model (bundled tritonserver, Python backend) against ONNX Runtime in process,
+dynamic batching across requests of different lengths, and the launcher's errors."""
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.grpc.aio as grpcclient_aio
+from tokenizers import Tokenizer
+from tritonclient.utils import InferenceServerException
+
+from control.tritonserver import TritonServer
+from export import labels
+from export.base_model import tokenizer_file
+from export.model import OUTPUT_NAMES
+from export.repository import ONNX_FILE, VERSION
+from tests.conftest import free_ports
+
+TOLERANCE = 1e-4
+MODEL = labels.MODEL_NAME
+TEXTS = (
+    "Hello there.",
+    "Which is larger, 2^10 or 10^3? Explain briefly.",
+    "Please draft a polite email to Dr. Alan Smith (alan.smith@example.org) moving our meeting "
+    "from Tuesday 3 pm to Thursday 10 am, and mention the budget review for project Falcon.",
+)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    tok = Tokenizer.from_file(str(tokenizer_file()))
+    tok.enable_truncation(labels.MAX_SEQ_LEN)
+    tok.no_padding()  # the shipped tokenizer.json pads every text to 128
+    return tok
+
+
+@pytest.fixture(scope="module")
+def session(model_repository):
+    from export.onnx_export import ort_session
+
+    return ort_session(model_repository / MODEL / VERSION / ONNX_FILE)
+
+
+@pytest.fixture()
+def client(triton):
+    with grpcclient.InferenceServerClient(triton.grpc_url) as c:
+        yield c
+
+
+def encode(tokenizer, texts) -> tuple[np.ndarray, np.ndarray]:
+    """Right-padded int64 ids and mask [len(texts), longest]."""
+    encodings = tokenizer.encode_batch(list(texts))
+    width = max(len(e.ids) for e in encodings)
+    ids = np.zeros((len(texts), width), dtype=np.int64)
+    for row, e in enumerate(encodings):
+        ids[row, :len(e.ids)] = e.ids
+    return ids, (ids != 0).astype(np.int64)
+
+
+def infer_inputs(module, ids: np.ndarray, mask: np.ndarray) -> list:
+    inputs = [module.InferInput("input_ids", list(ids.shape), "INT64"),
+              module.InferInput("attention_mask", list(mask.shape), "INT64")]
+    inputs[0].set_data_from_numpy(ids)
+    inputs[1].set_data_from_numpy(mask)
+    return inputs
+
+
+def in_process(session, ids, mask) -> dict[str, np.ndarray]:
+    return dict(zip(OUTPUT_NAMES, session.run(list(OUTPUT_NAMES), {"input_ids": ids, "attention_mask": mask})))
+
+
+def model_counts(client) -> tuple[int, int]:
+    """(inference_count, execution_count) of the model since the server started."""
+    stats = client.get_inference_statistics(model_name=MODEL, as_json=True)["model_stats"][0]
+    return int(stats.get("inference_count", 0)), int(stats.get("execution_count", 0))
+
+
+async def infer_concurrently(url: str, requests: list[tuple[np.ndarray, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+    async with grpcclient_aio.InferenceServerClient(url) as client:
+        results = await asyncio.gather(*(client.infer(MODEL, infer_inputs(grpcclient_aio, ids, mask))
+                                         for ids, mask in requests))
+    return [{name: r.as_numpy(name) for name in OUTPUT_NAMES} for r in results]
+
+
+def test_triton_matches_onnx_runtime(client, session, tokenizer):
+    ids, mask = encode(tokenizer, TEXTS)
+    assert len(set(mask.sum(1))) == len(TEXTS)
+    result = client.infer(MODEL, infer_inputs(grpcclient, ids, mask))
+    expected = in_process(session, ids, mask)
+    for name in OUTPUT_NAMES:
+        got = result.as_numpy(name)
+        assert got is not None and got.shape == expected[name].shape, name
+        np.testing.assert_allclose(got, expected[name], atol=TOLERANCE, err_msg=name)
+
+
+def test_ragged_requests_share_a_batch_and_get_their_own_pii_logits(triton, client, session, tokenizer):
+    # Every request has its own length, so any batching at all is batching of ragged requests.
+    texts = [" ".join(["word"] * n) for n in range(1, 41)]
+    requests = [encode(tokenizer, [text]) for text in texts]
+    assert len({ids.shape[1] for ids, _ in requests}) == len(requests)
+    before = model_counts(client)
+    results = asyncio.run(infer_concurrently(triton.grpc_url, requests))
+    inferences, executions = (after - start for after, start in zip(model_counts(client), before))
+    assert inferences == len(requests) and executions < inferences, (inferences, executions)
+    for (ids, mask), result in zip(requests, results):
+        expected = in_process(session, ids, mask)
+        assert result["pii_logits"].shape == (1, ids.shape[1], len(labels.PII_TAGS))
+        for name in OUTPUT_NAMES:
+            np.testing.assert_allclose(result[name], expected[name], atol=TOLERANCE, err_msg=f"{name}, seq {ids.shape[1]}")
+
+
+def test_dynamic_batching_under_concurrency(triton, client, tokenizer):
+    requests = [encode(tokenizer, [f"Request number {i}: what is {i} times {i}?"]) for i in range(64)]
+    before = model_counts(client)
+    results = asyncio.run(infer_concurrently(triton.grpc_url, requests))
+    inferences, executions = (after - start for after, start in zip(model_counts(client), before))
+    assert len(results) == 64 and all(r["embedding"].shape == (1, labels.EMBEDDING_DIM) for r in results)
+    assert inferences == 64 and executions < inferences, (inferences, executions)
+    total_inferences, total_executions = model_counts(client)
+    assert total_inferences > total_executions
+
+
+def test_bad_request_gets_an_error_and_others_are_served(triton, client, tokenizer):
+    good = encode(tokenizer, ["fine"])
+    too_long = np.ones((1, labels.MAX_SEQ_LEN + 1), dtype=np.int64)
+    with pytest.raises(InferenceServerException, match="sequence length"):
+        client.infer(MODEL, infer_inputs(grpcclient, too_long, too_long))
+    out_of_vocabulary = np.array([[101, 10**9, 102]], dtype=np.int64)
+
+    async def mixed():
+        async with grpcclient_aio.InferenceServerClient(triton.grpc_url) as aio:
+            return await asyncio.gather(aio.infer(MODEL, infer_inputs(grpcclient_aio, *good)),
+                                        aio.infer(MODEL, infer_inputs(grpcclient_aio, out_of_vocabulary,
+                                                                      np.ones_like(out_of_vocabulary))),
+                                        return_exceptions=True)
+
+    served, failed = asyncio.run(mixed())
+    assert served.as_numpy("embedding").shape == (1, labels.EMBEDDING_DIM)
+    assert isinstance(failed, InferenceServerException) and "inference failed" in str(failed)
+
+
+def test_missing_repository_is_a_clear_error(tmp_path):
+    missing = tmp_path / "no_repository_here"
+    with pytest.raises(RuntimeError, match="semroute export") as error:
+        TritonServer(missing, *free_ports(3)).start()
+    assert str(missing) in str(error.value)
+
+
+def test_server_that_exits_fails_fast_with_its_log(tmp_path):
+    broken = tmp_path / "repo" / MODEL
+    (broken / VERSION).mkdir(parents=True)
+    (broken / "config.pbtxt").write_text(f'name: "{MODEL}"\nbackend: "python"\nthis is not a config\n')
+    server = TritonServer(tmp_path / "repo", *free_ports(3), log_file=tmp_path / "triton.log")
+    with pytest.raises(RuntimeError, match="exited with code") as error:
+        with server:
+            pass
+    assert "config.pbtxt" in str(error.value) or "model_config" in str(error.value), error.value
+    assert server.process.poll() is not None
