@@ -20,6 +20,7 @@ class Decision:
     model: str
     rule: str     # machine-readable: "task:coding", "domain:law", "strong", "default"
     reason: str   # one sentence for people
+    candidates: tuple[str, ...] = ()  # backends to try in order, the chosen one first
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -42,9 +43,12 @@ def decide(signals: Signals, config: Config) -> Decision:
 
 
 def passthrough(config: Config, name: str) -> Decision:
-    return _pick(config, name, "passthrough", f"the client asked for backend '{name}'")
+    backend = config.backend(name)
+    return Decision(backend.name, backend.model, "passthrough", f"the client asked for backend '{name}'", (name,))
 
 
 def _pick(config: Config, name: str, rule: str, reason: str) -> Decision:
+    """The chosen backend, with routing.default behind it as the fallback candidate."""
     backend = config.backend(name)
-    return Decision(backend=backend.name, model=backend.model, rule=rule, reason=reason)
+    candidates = tuple(dict.fromkeys([name, config.routing.default]))
+    return Decision(backend=backend.name, model=backend.model, rule=rule, reason=reason, candidates=candidates)
