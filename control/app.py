@@ -10,13 +10,14 @@ import uuid
 from aiohttp import web
 from opentelemetry import trace
 from pydantic import ValidationError
-from tritonclient.utils import InferenceServerException
 
 from control import metrics, telemetry
 from control.config import Backend, Config, load_config
-from control.policy import Decision, decide, passthrough
+from control.cache import CachedResponse, InMemoryCache, ResponseCache, cache_key
+from control.policy import apply_reasoning
 from control.protocol import AUTO_MODEL, APIError, ChatCompletionRequest, RouteRequest, validation_error
-from control.signals import Classifier, Signals, timed_ms
+from control.router import Routed, Router
+from control.signals import Classifier, timed_ms
 from control.telemetry import TRACER
 from control.upstream import Upstream, passthrough_headers
 
@@ -28,75 +29,75 @@ class Gateway:
     def __init__(self, config: Config, classifier: Classifier, upstream: Upstream | None = None):
         self.config = config
         self.classifier = classifier
+        self.router = Router(config, classifier)
         self.upstream = upstream or Upstream()
-        self._labels_checked = False
-
-    # ---- signals -------------------------------------------------------------------------
-    async def classify(self, text: str) -> tuple[Signals, float]:
-        start = time.perf_counter()
-        try:
-            if not self._labels_checked:
-                await self.classifier.start()
-                self.config.check_labels(self.classifier.labels.domains, self.classifier.labels.tasks)
-                self._labels_checked = True
-            signals = (await self.classifier.classify([text]))[0]
-        except (InferenceServerException, ConnectionError, OSError) as exc:
-            raise APIError(503, f"the classifier (Triton at {self.classifier.triton_url}) is unavailable: {exc}",
-                           type="service_unavailable", code="classifier_unavailable") from None
-        elapsed = time.perf_counter() - start
-        metrics.CLASSIFY_SECONDS.observe(elapsed)
-        return signals, round(elapsed * 1000, 3)
-
-    async def route(self, request: ChatCompletionRequest) -> tuple[Decision, Signals | None]:
-        if request.model == AUTO_MODEL:
-            signals, _ = await self.classify(request.routing_text())
-            return decide(signals, self.config), signals
-        if self.config.backend(request.model) is None:
-            names = ", ".join([AUTO_MODEL] + [b.name for b in self.config.backends])
-            raise APIError(404, f"model '{request.model}' does not exist; use one of: {names}",
-                           code="model_not_found", param="model")
-        return passthrough(self.config, request.model), None
+        self.cache: ResponseCache = InMemoryCache(config.cache)
 
     # ---- handlers ------------------------------------------------------------------------
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
         start = time.perf_counter()
         body = await read_json_object(request)
-        try:
-            chat = ChatCompletionRequest.model_validate(body)
-        except ValidationError as exc:
-            raise validation_error(exc) from None
+        chat = parse_model(ChatCompletionRequest, body)
+        session_id = request.headers.get("x-session-id")
         with TRACER.start_as_current_span("route") as span:
-            decision, signals = await self.route(chat)
-            span.set_attributes(decision_attributes(decision, signals))
+            routed = await self.router.route(chat, session_id)
+            span.set_attributes(decision_attributes(routed))
+        decision = routed.decision
         metrics.DECISION_SECONDS.observe(time.perf_counter() - start)
-        trace.get_current_span().set_attributes(decision_attributes(decision, signals))
-        headers = route_headers(decision, signals, request)
+        trace.get_current_span().set_attributes(decision_attributes(routed))
+        headers = route_headers(routed, request)
         backend = self.config.backend(decision.backend)
         body["model"] = backend.model
+        apply_reasoning(body, backend.reasoning_family, decision.reasoning)
         outcome = {"backend": backend.name, "category": headers["x-semroute-category"],
                    "task": headers["x-semroute-task"], "rule": decision.rule}
         upstream_start = time.perf_counter()
         try:
-            response = await (self._stream(request, backend, body, headers) if chat.stream
-                              else self._forward(backend, body, headers))
+            response = self._cached(routed, body, headers)
+            if response is None:
+                response = await (self._stream(request, backend, body, headers, routed) if chat.stream
+                                  else self._forward(backend, body, headers, routed))
         except APIError as err:
             metrics.REQUESTS.labels(**outcome, status=str(err.status)).inc()
             access_log(request, chat, outcome, err.status, start)
             raise
+        self.router.remember(session_id, decision)
         metrics.UPSTREAM_SECONDS.labels(backend=backend.name).observe(time.perf_counter() - upstream_start)
         metrics.REQUESTS.labels(**outcome, status=str(response.status)).inc()
         access_log(request, chat, outcome, response.status, start)
         return response
 
-    async def _forward(self, backend: Backend, body: dict, headers: dict[str, str]) -> web.Response:
+    def _cached(self, routed: Routed, body: dict, headers: dict[str, str]) -> web.Response | None:
+        """A stored answer for this request, or None (and x-semroute-cache says which)."""
+        if not routed.decision.cache or routed.signals is None:
+            return None
+        with TRACER.start_as_current_span("cache.lookup") as span:
+            found = self.cache.lookup(cache_key(body, routed.decision.backend, self.config.cache), routed.signals.embedding)
+            span.set_attribute("semroute.cache.hit", found is not None)
+        metrics.CACHE.labels(result=found[1] if found else "miss").inc()
+        headers["x-semroute-cache"] = found[1] if found else "miss"
+        if found is None:
+            return None
+        return web.Response(body=found[0].body, status=200, headers={"Content-Type": found[0].content_type, **headers})
+
+    def _store(self, routed: Routed, body: dict, data: bytes, content_type: str) -> None:
+        if routed.decision.cache and routed.signals is not None:
+            key = cache_key(body, routed.decision.backend, self.config.cache)
+            self.cache.store(key, routed.signals.embedding, CachedResponse(data, content_type, routed.decision.backend))
+
+    async def _forward(self, backend: Backend, body: dict, headers: dict[str, str], routed: Routed) -> web.Response:
         async with self.upstream.post(backend, "chat/completions", body) as resp:
             data = await resp.read()
             self.account(backend, usage_of(data))
+            if resp.status == 200:
+                self._store(routed, body, data, resp.headers.get("Content-Type", "application/json"))
             return web.Response(body=data, status=resp.status, headers={**passthrough_headers(resp), **headers})
 
-    async def _stream(self, request: web.Request, backend: Backend, body: dict, headers: dict[str, str]) -> web.StreamResponse:
+    async def _stream(self, request: web.Request, backend: Backend, body: dict, headers: dict[str, str],
+                      routed: Routed) -> web.StreamResponse:
         response: web.StreamResponse | None = None
         tail = b""
+        recording: list[bytes] | None = [] if routed.decision.cache else None
         try:
             async with self.upstream.post(backend, "chat/completions", body) as resp:
                 if resp.status >= 400 or "text/event-stream" not in resp.headers.get("Content-Type", ""):
@@ -110,7 +111,11 @@ class Gateway:
                         metrics.TTFT_SECONDS.labels(backend=backend.name).observe(time.perf_counter() - sent_at)
                     await response.write(chunk)
                     tail = (tail + chunk)[-4096:]  # usage, when sent, is in the last event
+                    if recording is not None:
+                        recording.append(chunk)
                 self.account(backend, usage_of_stream(tail))
+                if recording is not None and tail.rstrip().endswith(b"[DONE]"):  # only complete streams
+                    self._store(routed, body, b"".join(recording), "text/event-stream")
         except APIError as err:
             if response is None:
                 raise
@@ -134,22 +139,16 @@ class Gateway:
                                                  "semroute.cost_usd": cost})
 
     async def route_only(self, request: web.Request) -> web.Response:
+        """The decision alone: every signal, the rule, candidates with costs, timings."""
         start = time.perf_counter()
         body = await read_json_object(request)
+        route_request = parse_model(RouteRequest, body)
         try:
-            text = RouteRequest.model_validate(body).routing_text()
-        except ValidationError as exc:
-            raise validation_error(exc) from None
+            chat = route_request.as_chat()
         except ValueError as exc:
             raise APIError(400, str(exc), code="invalid_request") from None
-        signals, classify_ms = await self.classify(text)
-        decide_start = time.perf_counter()
-        decision = decide(signals, self.config)
-        return web.json_response({
-            **decision.to_dict(),
-            "signals": signals.to_dict(),
-            "timings_ms": {"classify": classify_ms, "decide": timed_ms(decide_start), "total": timed_ms(start)},
-        })
+        routed = await self.router.route(chat, request.headers.get("x-session-id"))
+        return web.json_response({**explain(routed), "timings_ms": {**timings(routed), "total": timed_ms(start)}})
 
     async def models(self, request: web.Request) -> web.Response:
         created = int(time.time())
@@ -198,9 +197,11 @@ def usage_of_stream(tail: bytes) -> dict | None:
     return None
 
 
-def decision_attributes(decision: Decision, signals: Signals | None) -> dict:
+def decision_attributes(routed: Routed) -> dict:
+    decision, signals = routed.decision, routed.signals
     attributes = {"semroute.backend": decision.backend, "semroute.rule": decision.rule,
-                  "gen_ai.request.model": decision.model}
+                  "gen_ai.request.model": decision.model, "semroute.estimated_cost_usd": decision.costs[0].estimated_cost_usd
+                  if decision.costs else 0.0}
     if signals is not None:
         attributes.update({"semroute.category": signals.top_domain[0], "semroute.task": signals.top_task[0],
                            "semroute.strong_prob": signals.strong_prob, "semroute.jailbreak_prob": signals.jailbreak_prob})
@@ -216,14 +217,35 @@ def access_log(request: web.Request, chat: ChatCompletionRequest, outcome: dict,
     log.info("chat request", extra=fields)
 
 
-def route_headers(decision: Decision, signals: Signals | None, request: web.Request) -> dict[str, str]:
-    return {
-        "x-semroute-model": decision.backend,
+def route_headers(routed: Routed, request: web.Request) -> dict[str, str]:
+    signals = routed.signals
+    headers = {
+        "x-semroute-model": routed.decision.backend,
         "x-semroute-category": signals.top_domain[0] if signals else "none",
         "x-semroute-task": signals.top_task[0] if signals else "none",
-        "x-semroute-rule": decision.rule,
+        "x-semroute-rule": routed.decision.rule,
         "x-request-id": request.get("request_id", ""),
     }
+    if request.headers.get("x-semroute-debug") == "1":
+        headers["x-semroute-debug"] = json.dumps({**explain(routed), "timings_ms": timings(routed)},
+                                                 separators=(",", ":"), ensure_ascii=True)
+    return headers
+
+
+def explain(routed: Routed) -> dict:
+    """Everything behind a decision: the decision, every signal (no embedding), how the prompt was read."""
+    return {**routed.decision.to_dict(), "signals": routed.signals.to_dict() if routed.signals else None}
+
+
+def timings(routed: Routed) -> dict:
+    return {"classify": routed.classify_ms, "decide": routed.decide_ms}
+
+
+def parse_model(model, body: dict):
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise validation_error(exc) from None
 
 
 @web.middleware
@@ -261,7 +283,9 @@ def create_app(config: Config, triton_url: str) -> web.Application:
 async def _on_startup(app: web.Application) -> None:
     gateway = app[GATEWAY]
     await gateway.upstream.start()
-    if not await gateway.classifier.ready():
+    if await gateway.classifier.ready():
+        await gateway.router.start()  # label check and route embeddings now, not on the first request
+    else:
         log.warning("Triton at %s is not ready yet; /readyz says so until it is", gateway.classifier.triton_url)
 
 

@@ -9,7 +9,11 @@ import os
 from pathlib import Path
 
 import yaml
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, model_validator
+
+from control.routing_config import CacheConfig, EmbeddingRoute, Routing
 
 
 class ConfigError(ValueError):
@@ -28,6 +32,10 @@ class Price(_Strict):
         return (input_tokens * self.input + output_tokens * self.output) / 1e6
 
 
+class PiiAllowTypes(_Strict):
+    allow_types: list[str]
+
+
 class Backend(_Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
     url: HttpUrl = Field(description="OpenAI-compatible base URL, e.g. http://localhost:8000/v1")
@@ -35,6 +43,15 @@ class Backend(_Strict):
     api_key_env: str | None = Field(None, description="environment variable holding the API key")
     price: Price = Price()
     timeout_s: float = Field(120.0, gt=0, description="total time allowed for one upstream call")
+    pii: Literal["allow", "block"] | PiiAllowTypes = Field("allow", description="may prompts with PII go to this backend")
+    reasoning_family: Literal["qwen3", "deepseek", "openai"] | None = Field(
+        None, description="how this backend turns reasoning on/off: chat_template_kwargs.enable_thinking, "
+                          "thinking, or reasoning_effort")
+
+    def allows_pii(self, types: set[str]) -> bool:
+        if not types or self.pii == "allow":
+            return True
+        return self.pii != "block" and types <= set(self.pii.allow_types)
 
     @property
     def base_url(self) -> str:
@@ -44,22 +61,11 @@ class Backend(_Strict):
         return os.environ.get(self.api_key_env) if self.api_key_env else None
 
 
-class StrongTier(_Strict):
-    backend: str
-    threshold: float = Field(0.5, ge=0, le=1, description="strong_prob at or above this picks the strong backend")
-
-
-class Routing(_Strict):
-    default: str = Field(description="backend used when no rule applies or confidence is low")
-    min_confidence: float = Field(0.5, ge=0, le=1, description="a task/domain rule applies only at this probability or above")
-    tasks: dict[str, str] = Field(default_factory=dict, description="task label → backend name")
-    domains: dict[str, str] = Field(default_factory=dict, description="domain label → backend name")
-    strong: StrongTier | None = None
-
-
 class Config(_Strict):
     backends: list[Backend] = Field(min_length=1)
     routing: Routing
+    routes: list[EmbeddingRoute] = Field(default_factory=list, description="embedding routes (signals for rules)")
+    cache: CacheConfig = CacheConfig()
 
     @model_validator(mode="after")
     def _references_exist(self) -> "Config":
@@ -69,14 +75,14 @@ class Config(_Strict):
             raise ValueError(f"backend names must be unique; repeated: {', '.join(dupes)}")
         if "auto" in names:
             raise ValueError("'auto' is reserved for routing and cannot name a backend")
-        refs = [("routing.default", self.routing.default)]
-        refs += [(f"routing.tasks.{k}", v) for k, v in self.routing.tasks.items()]
-        refs += [(f"routing.domains.{k}", v) for k, v in self.routing.domains.items()]
-        if self.routing.strong:
-            refs.append(("routing.strong.backend", self.routing.strong.backend))
-        for where, name in refs:
+        for where, name in self.routing.backend_refs():
             if name not in names:
                 raise ValueError(f"{where}: '{name}' is not a configured backend (backends: {', '.join(names)})")
+        route_names = [r.name for r in self.routes]
+        for rule in self.routing.rules:
+            for route in rule.when.route or []:
+                if route not in route_names:
+                    raise ValueError(f"routing.rules.{rule.name}.when.route: '{route}' is not a configured route")
         return self
 
     def max_cost(self, input_tokens: int, output_tokens: int) -> float:
@@ -88,8 +94,10 @@ class Config(_Strict):
 
     def check_labels(self, domains: list[str], tasks: list[str]) -> None:
         """Raise if a rule names a label the served model does not produce."""
-        bad = [f"routing.tasks.{k}" for k in self.routing.tasks if k not in tasks]
-        bad += [f"routing.domains.{k}" for k in self.routing.domains if k not in domains]
+        task_refs, domain_refs = self.routing.label_refs()
+        bad = [f"{where} ({label})" for where, label in task_refs if label not in tasks]
+        bad += [f"{where} ({label})" for where, label in domain_refs if label not in domains]
+        bad += [f"routing.model_scores.{label}" for label in self.routing.model_scores if label not in tasks + domains]
         if bad:
             raise ConfigError(f"unknown labels in {', '.join(bad)}; the model knows tasks {tasks} and domains {domains}")
 

@@ -33,6 +33,10 @@ TOKENS = Counter("semroute_tokens_total", "Tokens reported by the backends' usag
 # vSR: llm_model_cost_total
 COST_USD = Counter("semroute_cost_usd_total", "Estimated spend from usage and configured prices", ["backend"])
 SAVING_USD = Counter("semroute_saving_usd_total", "Estimated spend avoided against the dearest backend", ["backend"])
+# vSR: llm_request_errors_total{reason="jailbreak_block"|"pii_policy_denied"}
+BLOCKED = Counter("semroute_blocked_total", "Requests refused by the safety/PII policy", ["reason"])
+# vSR: llm_cache_hits_total / llm_cache_misses_total
+CACHE = Counter("semroute_cache_requests_total", "Semantic cache lookups by result", ["result"])
 UPSTREAM_ERRORS = Counter("semroute_upstream_errors_total", "Upstream failures by kind", ["backend", "code"])
 
 

@@ -8,10 +8,11 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from control.app import explain, timings
 from control.config import load_config
-from control.policy import decide
-from control.protocol import RouteRequest
-from control.signals import Classifier, timed_ms
+from control.protocol import APIError, RouteRequest
+from control.router import Router
+from control.signals import Classifier
 
 BATCH = 32  # texts per Triton call; chunks of long texts ride along in the same request
 
@@ -23,18 +24,16 @@ def run_route(args) -> int:
 
 
 async def _route(config, triton_url: str, text: str) -> dict:
-    import time
-
+    """The same decision the gateway's /v1/route gives (blocked prompts say why)."""
     classifier = Classifier(triton_url)
+    router = Router(config, classifier)
     try:
         await _start(classifier)
-        config.check_labels(classifier.labels.domains, classifier.labels.tasks)
-        start = time.perf_counter()
-        signals = (await classifier.classify([text]))[0]
-        classify_ms = timed_ms(start)
-        decision = decide(signals, config)
-        return {**decision.to_dict(), "signals": signals.to_dict(),
-                "timings_ms": {"classify": classify_ms, "total": timed_ms(start)}}
+        await router.start()
+        routed = await router.route(RouteRequest(text=text).as_chat())
+        return {**explain(routed), "timings_ms": timings(routed)}
+    except APIError as err:
+        return err.body()
     finally:
         await classifier.close()
 

@@ -1,45 +1,193 @@
-"""Policy: signals + config → which backend answers. Pure: no I/O, so it is tested with tables.
+"""Policy: signals + request features + config → which backends answer. Pure: no I/O.
 
-Order, first match wins:
-  1. task rule      (routing.tasks[top task],     if its probability ≥ min_confidence)
-  2. domain rule    (routing.domains[top domain], likewise)
-  3. strong tier    (strong_prob ≥ routing.strong.threshold)
-  4. routing.default
+Order:
+  1. safety            jailbreak_prob ≥ routing.safety.jailbreak_threshold → Blocked
+  2. candidates        the first matching routing.rules entry (priority, then file order);
+                       else the task/domain shorthands; else model_scores; else the strong tier
+                       (strong_prob ≥ threshold, or the calibrated threshold of target_share);
+                       else routing.default
+  3. sessions          a sticky conversation keeps its backend unless the new turn clearly
+                       needs another (a task/domain rule at ≥ sessions.switch_confidence)
+  4. PII               backends whose `pii` policy refuses the prompt's PII types drop out;
+                       none left → Blocked
+  5. cost              estimated cost of every candidate; saving against the dearest backend
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import re
+from dataclasses import asdict, dataclass, field
 
 from control.config import Config
+from control.routing_config import Rule, When
 from control.signals import Signals
+
+
+class Blocked(Exception):
+    """The request must not go to any backend; `code` says why (OpenAI error code)."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+@dataclass(frozen=True)
+class RequestFeatures:
+    prompt: str = ""
+    prompt_tokens: int = 0
+    tools: bool = False
+    images: bool = False
+    max_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class PolicyContext:
+    """Inputs that are not signals: resolved by the caller so the policy stays pure."""
+    strong_threshold: float | None = None  # the calibrated threshold when strong.target_share is set
+    previous_backend: str | None = None    # the conversation's backend so far (sticky sessions)
+    split_draw: float = 0.0                # in [0, 1): picks the side of an A/B split
+
+
+@dataclass(frozen=True)
+class Candidate:
+    backend: str
+    model: str
+    estimated_cost_usd: float
 
 
 @dataclass(frozen=True)
 class Decision:
     backend: str
     model: str
-    rule: str     # machine-readable: "task:coding", "domain:law", "strong", "default"
+    rule: str     # machine-readable: "rule:<name>", "task:coding", "domain:law", "scores:math", "strong", "default", "sticky"
     reason: str   # one sentence for people
     candidates: tuple[str, ...] = ()  # backends to try in order, the chosen one first
+    costs: tuple[Candidate, ...] = ()
+    saving_usd: float = 0.0           # estimated, against the dearest backend for the same tokens
+    reasoning: bool | str | None = None
+    cache: bool = False
+    confidence: float = 1.0           # how sure the matched condition was (sticky sessions use it)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def decide(signals: Signals, config: Config) -> Decision:
+@dataclass
+class _Match:
+    backends: list[str]
+    rule: str
+    reason: str
+    confidence: float = 1.0
+    source: Rule | None = field(default=None, repr=False)
+
+
+def decide(signals: Signals, request: RequestFeatures, config: Config, context: PolicyContext = PolicyContext()) -> Decision:
+    check_safety(signals, config)
+    match = _candidates(signals, request, config, context)
+    match = _stick(match, config, context)
+    pii_types = {s.type for s in signals.pii}
+    allowed = [b for b in dict.fromkeys(match.backends + [config.routing.default])
+               if config.backend(b).allows_pii(pii_types)]
+    if not allowed:
+        raise Blocked("pii_not_allowed", f"the prompt contains {sorted(pii_types)}, which no candidate backend may receive")
+    out_tokens = request.max_tokens if request.max_tokens is not None else config.routing.expected_output_tokens
+    costs = tuple(Candidate(b, config.backend(b).model, config.backend(b).price.cost(request.prompt_tokens, out_tokens))
+                  for b in allowed)
+    rule = match.source
+    cache = config.cache.enabled if rule is None or rule.cache is None else rule.cache
+    return Decision(
+        backend=allowed[0], model=config.backend(allowed[0]).model, rule=match.rule, reason=match.reason,
+        candidates=tuple(allowed), costs=costs,
+        saving_usd=round(config.max_cost(request.prompt_tokens, out_tokens) - costs[0].estimated_cost_usd, 9),
+        reasoning=rule.reasoning if rule else None,
+        cache=cache and (config.cache.cache_pii or not pii_types),
+        confidence=round(match.confidence, 6),
+    )
+
+
+def check_safety(signals: Signals, config: Config) -> None:
+    threshold = config.routing.safety.jailbreak_threshold
+    if threshold is not None and signals.jailbreak_prob >= threshold:
+        raise Blocked("jailbreak_detected", f"the prompt was blocked as a likely jailbreak "
+                                            f"(jailbreak_prob {signals.jailbreak_prob:.2f} ≥ {threshold:.2f})")
+
+
+def _candidates(signals: Signals, request: RequestFeatures, config: Config, context: PolicyContext) -> _Match:
     routing = config.routing
+    for rule in sorted(routing.rules, key=lambda r: -r.priority):
+        confidence = matches(rule.when, signals, request, routing.min_confidence)
+        if confidence is not None:
+            return _Match(split(rule, context.split_draw), f"rule:{rule.name}", f"rule '{rule.name}' matched", confidence, rule)
     task, task_p = signals.top_task
     domain, domain_p = signals.top_domain
     if task in routing.tasks and task_p >= routing.min_confidence:
-        return _pick(config, routing.tasks[task], f"task:{task}", f"task '{task}' (p={task_p:.2f}) has a preferred backend")
+        return _Match([routing.tasks[task]], f"task:{task}", f"task '{task}' (p={task_p:.2f}) has a preferred backend", task_p)
     if domain in routing.domains and domain_p >= routing.min_confidence:
-        return _pick(config, routing.domains[domain], f"domain:{domain}", f"domain '{domain}' (p={domain_p:.2f}) has a preferred backend")
+        return _Match([routing.domains[domain]], f"domain:{domain}",
+                      f"domain '{domain}' (p={domain_p:.2f}) has a preferred backend", domain_p)
+    for label, p in ((task, task_p), (domain, domain_p)):
+        scores = routing.model_scores.get(label)
+        if scores and p >= routing.min_confidence:
+            ranked = sorted(scores, key=lambda b: -scores[b])
+            return _Match(ranked, f"scores:{label}", f"'{label}' (p={p:.2f}): best model score is {ranked[0]}", p)
     strong = routing.strong
-    if strong and signals.strong_prob >= strong.threshold:
-        return _pick(config, strong.backend, "strong",
-                     f"strong_prob {signals.strong_prob:.2f} ≥ {strong.threshold:.2f}: needs the strong model")
-    return _pick(config, routing.default, "default",
-                 f"no rule applies (task '{task}' p={task_p:.2f}, domain '{domain}' p={domain_p:.2f})")
+    threshold = strong.threshold if strong and strong.threshold is not None else context.strong_threshold
+    if strong and threshold is not None and signals.strong_prob >= threshold:
+        return _Match([strong.backend], "strong", f"strong_prob {signals.strong_prob:.2f} ≥ {threshold:.2f}: needs the strong model")
+    return _Match([routing.default], "default",
+                  f"no rule applies (task '{task}' p={task_p:.2f}, domain '{domain}' p={domain_p:.2f})", 0.0)
+
+
+def matches(when: When, signals: Signals, request: RequestFeatures, min_confidence: float) -> float | None:
+    """None when a condition fails; else the confidence of the label conditions (1.0 if none)."""
+    floor = when.min_confidence if when.min_confidence is not None else min_confidence
+    confidence = 1.0
+    for wanted, (label, p) in ((when.task, signals.top_task), (when.domain, signals.top_domain)):
+        if wanted is not None:
+            if label not in wanted or p < floor:
+                return None
+            confidence = min(confidence, p)
+    pii_types = {s.type for s in signals.pii}
+    checks = (
+        when.route is None or any(r in signals.routes for r in when.route),
+        when.keywords is None or any(re.search(rf"\b{re.escape(k)}\b", request.prompt, re.IGNORECASE) for k in when.keywords),
+        when.regex is None or re.search(when.regex, request.prompt) is not None,
+        when.pii is None or when.pii == bool(pii_types),
+        when.pii_types is None or bool(pii_types & set(when.pii_types)),
+        when.strong_prob_min is None or signals.strong_prob >= when.strong_prob_min,
+        when.strong_prob_max is None or signals.strong_prob < when.strong_prob_max,
+        when.min_prompt_tokens is None or request.prompt_tokens >= when.min_prompt_tokens,
+        when.max_prompt_tokens is None or request.prompt_tokens <= when.max_prompt_tokens,
+        when.tools is None or when.tools == request.tools,
+        when.images is None or when.images == request.images,
+        when.min_max_tokens is None or (request.max_tokens or 0) >= when.min_max_tokens,
+    )
+    return confidence if all(checks) else None
+
+
+def split(rule: Rule, draw: float) -> list[str]:
+    """Rule backends in rank order, the A/B winner for `draw` moved to the front."""
+    if not rule.weights:
+        return list(rule.backends)
+    total = sum(rule.weights.values())
+    edge = 0.0
+    for backend in rule.backends:
+        edge += rule.weights.get(backend, 0.0) / total
+        if draw < edge:
+            return [backend] + [b for b in rule.backends if b != backend]
+    return list(rule.backends)
+
+
+def _stick(match: _Match, config: Config, context: PolicyContext) -> _Match:
+    sessions = config.routing.sessions
+    previous = context.previous_backend
+    if not sessions.sticky or previous is None or config.backend(previous) is None or previous == match.backends[0]:
+        return match
+    needs_other = match.rule != "default" and match.confidence >= sessions.switch_confidence
+    if needs_other:
+        return match
+    return _Match([previous] + match.backends, "sticky",
+                  f"conversation stays on '{previous}' ({match.rule} at p={match.confidence:.2f} "
+                  f"< switch_confidence {sessions.switch_confidence:.2f})", match.confidence, match.source)
 
 
 def passthrough(config: Config, name: str) -> Decision:
@@ -47,8 +195,15 @@ def passthrough(config: Config, name: str) -> Decision:
     return Decision(backend.name, backend.model, "passthrough", f"the client asked for backend '{name}'", (name,))
 
 
-def _pick(config: Config, name: str, rule: str, reason: str) -> Decision:
-    """The chosen backend, with routing.default behind it as the fallback candidate."""
-    backend = config.backend(name)
-    candidates = tuple(dict.fromkeys([name, config.routing.default]))
-    return Decision(backend=backend.name, model=backend.model, rule=rule, reason=reason, candidates=candidates)
+def apply_reasoning(body: dict, family: str | None, setting: bool | str | None) -> dict:
+    """Set the backend's reasoning switch in the upstream body (no-op when either is unset)."""
+    if family is None or setting is None:
+        return body
+    on = setting is not False
+    if family == "qwen3":
+        body["chat_template_kwargs"] = {**body.get("chat_template_kwargs", {}), "enable_thinking": on}
+    elif family == "deepseek":
+        body["thinking"] = {"type": "enabled" if on else "disabled"}
+    elif family == "openai":
+        body["reasoning_effort"] = setting if isinstance(setting, str) else ("medium" if on else "minimal")
+    return body

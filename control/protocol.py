@@ -41,10 +41,25 @@ class ChatCompletionRequest(BaseModel):
     messages: list[Message] = Field(min_length=1)
     stream: bool = False
 
-    def routing_text(self) -> str:
-        """The text the classifier reads: the last user turn (falls back to the last message)."""
-        users = [m for m in self.messages if m.role == "user"]
-        return (users[-1] if users else self.messages[-1]).text()
+    def routing_text(self, context_turns: int = 0) -> str:
+        """The text the classifier reads: the last user turn, after up to `context_turns`
+        earlier user turns (so a follow-up reads like its conversation); the last message
+        when there is no user turn."""
+        users = [m for m in self.messages if m.role == "user"] or [self.messages[-1]]
+        return "\n".join(m.text() for m in users[-(context_turns + 1):])
+
+    def has_images(self) -> bool:
+        return any(isinstance(p, OtherPart) and p.type == "image_url"
+                   for m in self.messages if isinstance(m.content, list) for p in m.content)
+
+    def has_tools(self) -> bool:
+        extra = self.model_extra or {}
+        return bool(extra.get("tools") or extra.get("functions"))
+
+    def requested_max_tokens(self) -> int | None:
+        extra = self.model_extra or {}
+        value = extra.get("max_completion_tokens", extra.get("max_tokens"))
+        return value if isinstance(value, int) and value >= 0 else None
 
 
 class RouteRequest(BaseModel):
@@ -53,12 +68,19 @@ class RouteRequest(BaseModel):
     text: str | None = None
     messages: list[Message] | None = None
 
-    def routing_text(self) -> str:
+    def as_chat(self) -> ChatCompletionRequest:
+        """The chat request `model: auto` would make of this (extra fields such as tools kept)."""
         if self.text is not None:
-            return self.text
-        if self.messages:
-            return ChatCompletionRequest(model=AUTO_MODEL, messages=self.messages).routing_text()
-        raise ValueError("give 'text' or a non-empty 'messages' list")
+            messages = [Message(role="user", content=self.text)]
+        elif self.messages:
+            messages = self.messages
+        else:
+            raise ValueError("give 'text' or a non-empty 'messages' list")
+        extra = {k: v for k, v in (self.model_extra or {}).items() if k != "model"}
+        return ChatCompletionRequest(model=AUTO_MODEL, messages=messages, **extra)
+
+    def routing_text(self) -> str:
+        return self.as_chat().routing_text()
 
 
 class APIError(Exception):

@@ -51,6 +51,7 @@ class Signals:
     pii: list[PiiSpan]
     read: ReadInfo
     embedding: np.ndarray = field(repr=False)
+    routes: dict[str, float] = field(default_factory=dict)  # embedding routes matched → similarity
 
     @property
     def top_domain(self) -> tuple[str, float]:
@@ -70,17 +71,20 @@ class Signals:
 
 @dataclass
 class Labels:
+    """What the served model says about itself (config.pbtxt parameters)."""
     domains: list[str]
     tasks: list[str]
     pii_tags: list[str]
     max_batch_size: int
+    strong_calibration: dict | None = None  # {"table": [{"strong_share", "threshold"}, ...]}
 
     @classmethod
     def from_model_config(cls, config: dict) -> "Labels":
         params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
         try:
             return cls(json.loads(params["domain_labels"]), json.loads(params["task_labels"]),
-                       json.loads(params["pii_tags"]), int(config.get("max_batch_size", 0)) or 64)
+                       json.loads(params["pii_tags"]), int(config.get("max_batch_size", 0)) or 64,
+                       json.loads(params["strong_calibration"]) if params.get("strong_calibration") else None)
         except KeyError as exc:
             raise RuntimeError(f"model config of '{config.get('name')}' lacks label metadata {exc}; rebuild it with `semroute export`") from exc
 

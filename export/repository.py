@@ -16,7 +16,7 @@ from pathlib import Path
 
 from export import labels
 from export.base_model import tokenizer_file
-from export.model import DEFAULT_WEIGHTS, OUTPUT_NAMES
+from export.model import DEFAULT_WEIGHTS, OUTPUT_NAMES, read_weights_meta
 
 VERSION = "1"
 ONNX_FILE = "model.onnx"
@@ -37,9 +37,14 @@ def output_dims() -> dict[str, list[int]]:
     return dict(zip(OUTPUT_NAMES, dims))
 
 
-def model_parameters(intra_op_threads: int = DEFAULT_INTRA_OP_THREADS) -> dict[str, str]:
-    """The metadata the gateway and model.py read from the config (all values are strings)."""
-    return {
+def model_parameters(intra_op_threads: int = DEFAULT_INTRA_OP_THREADS, calibration: dict | None = None) -> dict[str, str]:
+    """The metadata the gateway and model.py read from the config (all values are strings).
+
+    `calibration` (strong-share → threshold table from training) lets the gateway's policy ask
+    for "≈30% strong calls" without knowing where the weights came from.
+    """
+    extra = {"strong_calibration": json.dumps(calibration, separators=(",", ":"))} if calibration else {}
+    return {**extra,
         "domain_labels": json.dumps(list(labels.DOMAINS)),
         "task_labels": json.dumps(list(labels.TASKS)),
         "pii_tags": json.dumps(list(labels.PII_TAGS)),
@@ -151,7 +156,8 @@ def build_repository(weights: Path | None, repo_dir: Path, max_batch_size: int =
     shutil.copyfile(tokenizer_file(), version_dir / TOKENIZER_FILE)
     if (version_dir / "model.py").resolve() != COMMITTED_MODEL_PY:
         shutil.copyfile(COMMITTED_MODEL_PY, version_dir / "model.py")
-    text = config_text(max_batch_size=max_batch_size, parameters=model_parameters(intra_op_threads), stamp=stamp)
+    calibration = read_weights_meta(weights).get("calibration")
+    text = config_text(max_batch_size=max_batch_size, parameters=model_parameters(intra_op_threads, calibration), stamp=stamp)
     parse_config(text)
     _write_if_changed(model_dir / CONFIG_FILE, text)
     print(f"wrote {model_dir / CONFIG_FILE} (max_batch_size {max_batch_size}) and "

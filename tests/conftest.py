@@ -6,14 +6,19 @@
 """
 from __future__ import annotations
 
+import os
 import socket
 from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
+from tests.gateway_proc import GatewayProcess
+from tests.stub_upstream import StubUpstream, free_port
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-MODEL_REPOSITORY = REPO_ROOT / "model_repository"
+# SEMROUTE_TEST_MODEL_REPOSITORY: run the suite against another repository (e.g. a variant).
+MODEL_REPOSITORY = Path(os.environ.get("SEMROUTE_TEST_MODEL_REPOSITORY", REPO_ROOT / "model_repository"))
 
 
 def free_ports(count: int) -> list[int]:
@@ -47,3 +52,28 @@ def triton(model_repository, tmp_path_factory):
     log_file = tmp_path_factory.mktemp("triton") / "tritonserver.log"
     with TritonServer(model_repository, http_port, grpc_port, metrics_port, log_file=log_file) as server:
         yield server
+
+
+# --- gateway in front of stub LLMs ------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def stubs():
+    servers = {name: StubUpstream(name).start() for name in ("cheap", "coder", "strong")}
+    yield servers
+    for s in servers.values():
+        s.stop()
+
+
+def gateway_config(stubs: dict, **routing) -> dict:
+    backends = [{"name": name, "url": stub.url, "model": f"{name}-upstream-id", "price": {"input": p, "output": p}}
+                for (name, stub), p in zip(stubs.items(), (0.1, 0.5, 5.0))]
+    backends.append({"name": "down", "url": f"http://127.0.0.1:{free_port()}/v1", "model": "nothing-listens"})
+    return {"backends": backends,
+            "routing": {"default": "cheap", "min_confidence": 0.5, "tasks": {"coding": "coder"}, **routing}}
+
+
+@pytest.fixture(scope="session")
+def gateway(stubs, triton, tmp_path_factory):
+    proc = GatewayProcess(gateway_config(stubs), triton.grpc_url, tmp_path_factory.mktemp("gw")).start()
+    yield proc
+    proc.stop()

@@ -10,33 +10,11 @@ import openai
 import pytest
 import requests
 
+from tests.conftest import gateway_config
 from tests.gateway_proc import GatewayProcess
 from tests.stub_upstream import STREAM_PIECES, StubUpstream, free_port
 
 CODING_PROMPT = "Write a Python function that reverses a singly linked list in place."
-
-
-@pytest.fixture(scope="module")
-def stubs():
-    servers = {name: StubUpstream(name).start() for name in ("cheap", "coder", "strong")}
-    yield servers
-    for s in servers.values():
-        s.stop()
-
-
-def gateway_config(stubs: dict, **routing) -> dict:
-    backends = [{"name": name, "url": stub.url, "model": f"{name}-upstream-id", "price": {"input": p, "output": p}}
-                for (name, stub), p in zip(stubs.items(), (0.1, 0.5, 5.0))]
-    backends.append({"name": "down", "url": f"http://127.0.0.1:{free_port()}/v1", "model": "nothing-listens"})
-    return {"backends": backends,
-            "routing": {"default": "cheap", "min_confidence": 0.5, "tasks": {"coding": "coder"}, **routing}}
-
-
-@pytest.fixture(scope="module")
-def gateway(stubs, triton, tmp_path_factory):
-    proc = GatewayProcess(gateway_config(stubs), triton.grpc_url, tmp_path_factory.mktemp("gw")).start()
-    yield proc
-    proc.stop()
 
 
 @pytest.fixture()

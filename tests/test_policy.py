@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from control.config import Config
-from control.policy import decide
+from control.policy import RequestFeatures, decide
 from control.signals import ReadInfo, Signals
 
 CONFIG = Config.model_validate({
@@ -30,6 +30,6 @@ def signals(task: str, task_p: float, domain: str, domain_p: float, strong: floa
     (signals("summarization", 0.9, "history", 0.9, strong=0.7), "big", "strong"),  # threshold is inclusive
 ])
 def test_decision_table(sig, backend, rule):
-    decision = decide(sig, CONFIG)
+    decision = decide(sig, RequestFeatures(), CONFIG)
     assert (decision.backend, decision.rule) == (backend, rule)
     assert decision.model == f"{backend}-id" and decision.reason

@@ -1,0 +1,100 @@
+"""Decision: request → signals (Triton) → policy, with the state the pure policy must not hold:
+the served model's labels and calibration, embedding routes, and conversations' backends."""
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, replace
+
+from tritonclient.utils import InferenceServerException
+
+from control import metrics
+from control.config import Config
+from control.policy import Blocked, Decision, PolicyContext, RequestFeatures, decide, passthrough
+from control.protocol import AUTO_MODEL, APIError, ChatCompletionRequest
+from control.routes import EmbeddingRoutes
+from control.sessions import SessionStore, session_draw
+from control.signals import Classifier, Signals
+from export.calibration import threshold_for
+
+
+@dataclass
+class Routed:
+    decision: Decision
+    signals: Signals | None = None
+    classify_ms: float = 0.0
+    decide_ms: float = 0.0
+    text: str = ""
+
+
+class Router:
+    def __init__(self, config: Config, classifier: Classifier):
+        self.config = config
+        self.classifier = classifier
+        self.routes = EmbeddingRoutes(config.routes)
+        self.sessions = SessionStore(config.routing.sessions.max_sessions)
+        self._started = False
+
+    async def start(self) -> None:
+        """Connect, check the config's labels against the model's, embed the routes' utterances."""
+        await self.classifier.start()
+        labels = self.classifier.labels
+        self.config.check_labels(labels.domains, labels.tasks)
+        strong = self.config.routing.strong
+        if strong and strong.target_share is not None and not labels.strong_calibration:
+            raise ValueError("routing.strong.target_share needs a model with a strong_prob calibration table; "
+                             "use routing.strong.threshold or re-export the model")
+        await self.routes.prepare(self.classifier)
+        self._started = True
+
+    async def classify(self, text: str) -> tuple[Signals, float]:
+        start = time.perf_counter()
+        try:
+            if not self._started:
+                await self.start()
+            signals = (await self.classifier.classify([text]))[0]
+        except (InferenceServerException, ConnectionError, OSError) as exc:
+            raise APIError(503, f"the classifier (Triton at {self.classifier.triton_url}) is unavailable: {exc}",
+                           type="service_unavailable", code="classifier_unavailable") from None
+        signals = replace(signals, routes=self.routes.match(signals.embedding))
+        elapsed = time.perf_counter() - start
+        metrics.CLASSIFY_SECONDS.observe(elapsed)
+        return signals, round(elapsed * 1000, 3)
+
+    async def route(self, chat: ChatCompletionRequest, session_id: str | None = None) -> Routed:
+        if chat.model != AUTO_MODEL:
+            if self.config.backend(chat.model) is None:
+                names = ", ".join([AUTO_MODEL] + [b.name for b in self.config.backends])
+                raise APIError(404, f"model '{chat.model}' does not exist; use one of: {names}",
+                               code="model_not_found", param="model")
+            return Routed(passthrough(self.config, chat.model))
+        text = chat.routing_text(self.config.routing.sessions.context_turns)
+        signals, classify_ms = await self.classify(text)
+        features = RequestFeatures(prompt=text, prompt_tokens=signals.read.tokens, tools=chat.has_tools(),
+                                   images=chat.has_images(), max_tokens=chat.requested_max_tokens())
+        start = time.perf_counter()
+        decision = self.decide(signals, features, session_id)
+        return Routed(decision, signals, classify_ms, round((time.perf_counter() - start) * 1000, 3), text)
+
+    def decide(self, signals: Signals, features: RequestFeatures, session_id: str | None) -> Decision:
+        context = PolicyContext(
+            strong_threshold=self.strong_threshold(),
+            previous_backend=self.sessions.get(session_id),
+            split_draw=session_draw(session_id, "split") if session_id else random.random(),
+        )
+        try:
+            return decide(signals, features, self.config, context)
+        except Blocked as blocked:
+            metrics.BLOCKED.labels(reason=blocked.code).inc()
+            raise APIError(403, blocked.message, type="invalid_request_error", code=blocked.code) from None
+
+    def strong_threshold(self) -> float | None:
+        strong = self.config.routing.strong
+        calibration = self.classifier.labels.strong_calibration if self.classifier.labels else None
+        if strong is None or strong.target_share is None or not calibration:
+            return None
+        return threshold_for(calibration, strong.target_share)
+
+    def remember(self, session_id: str | None, decision: Decision) -> None:
+        if self.config.routing.sessions.sticky and decision.rule != "passthrough":
+            self.sessions.put(session_id, decision.backend)

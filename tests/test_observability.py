@@ -1,0 +1,66 @@
+"""The shipped dashboard and scrape config refer only to metrics the gateway really exports."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import requests
+import yaml
+
+ROOT = Path(__file__).parents[1] / "observability"
+METRIC = re.compile(r"\b(semroute_[a-z_]+)")
+SUFFIXES = ("_bucket", "_count", "_sum")
+
+
+def family(name: str) -> str:
+    for suffix in SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def exported_families(metrics_text: str) -> set[str]:
+    """Metric families announced on /metrics (counters are announced without their _total)."""
+    names = set()
+    for line in metrics_text.splitlines():
+        if line.startswith("# TYPE "):
+            name, kind = line.split()[2:4]
+            names.add(name + "_total" if kind == "counter" and not name.endswith("_total") else name)
+    return names
+
+
+def test_dashboard_queries_name_exported_metrics(gateway):
+    dashboard = json.loads((ROOT / "grafana" / "semroute-dashboard.json").read_text())
+    exported = exported_families(requests.get(f"{gateway.url}/metrics", timeout=5).text)
+    assert len(dashboard["panels"]) >= 10
+    for panel in dashboard["panels"]:
+        exprs = [t["expr"] for t in panel["targets"]]
+        used = {family(m) for e in exprs for m in METRIC.findall(e)}
+        assert used, f"panel {panel['title']!r} queries no semroute metric"
+        missing = used - exported
+        assert not missing, f"panel {panel['title']!r} uses metrics the gateway does not export: {missing}"
+
+
+def test_dashboard_covers_what_operators_ask_for(gateway):
+    exprs = " ".join(t["expr"] for p in json.loads((ROOT / "grafana" / "semroute-dashboard.json").read_text())["panels"]
+                     for t in p["targets"])
+    for needed in ("semroute_requests_total", "semroute_decision_seconds_bucket", "semroute_cost_usd_total",
+                   "semroute_saving_usd_total", "histogram_quantile(0.99"):
+        assert needed in exprs
+
+
+def test_prometheus_config_scrapes_gateway_and_triton():
+    config = yaml.safe_load((ROOT / "prometheus.yml").read_text())
+    jobs = {j["job_name"]: j["static_configs"][0]["targets"] for j in config["scrape_configs"]}
+    assert jobs == {"semroute-gateway": ["localhost:8080"], "semroute-triton": ["localhost:8102"]}
+
+
+def test_access_log_is_json_with_ids_and_no_prompt(gateway, client_prompt="Tell me a secret recipe for pancakes"):
+    resp = requests.post(f"{gateway.url}/v1/chat/completions", timeout=20, headers={"x-request-id": "req-obs-1"},
+                         json={"model": "auto", "messages": [{"role": "user", "content": client_prompt}]})
+    assert resp.status_code == 200 and resp.headers["x-request-id"] == "req-obs-1"
+    lines = [json.loads(line) for line in gateway.log().splitlines() if line.startswith("{")]
+    entry = next(line for line in lines if line.get("request_id") == "req-obs-1")
+    assert entry["message"] == "chat request" and entry["status"] == 200 and entry["backend"]
+    assert "prompt" not in entry and "pancakes" not in gateway.log()
