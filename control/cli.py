@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", type=Path, default=None, help="trained branch/heads (default: export/weights/router_heads.safetensors)")
     p.add_argument("--model-repository", type=Path, default=Path(DEFAULT_REPOSITORY), help="output repository (default: %(default)s)")
     p.add_argument("--max-batch-size", type=int, default=64, help="Triton max_batch_size (default: %(default)s)")
+    p.add_argument("--force", action="store_true", help="export even when the repository is up to date")
+    p.add_argument("--target", choices=("python-ort", "onnxruntime", "tensorrt"), default="python-ort",
+                   help="python-ort: the bundled CPU repository (--model-repository); onnxruntime / tensorrt: also build/triton/<target> for NVIDIA's Triton image (tensorrt builds the FP16 engine when TensorRT is installed) (default: %(default)s)")
 
     p = sub.add_parser("route", help="print the routing decision for a prompt as JSON")
     p.add_argument("text", help="the prompt")
@@ -54,15 +57,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--triton-url", default=DEFAULT_TRITON_GRPC, help="Triton gRPC HOST:PORT (default: %(default)s)")
 
     p = sub.add_parser("train", help="train the router heads on the staged data")
-    p.add_argument("--data-dir", type=Path, default=Path("../shared/data"), help="staged data root with train/ and eval/ (default: %(default)s)")
+    p.add_argument("--data-dir", type=Path, default=None, help="staged data root with train/ and eval/ (default: $SEMROUTE_DATA_DIR or ../shared/data)")
     p.add_argument("--output", type=Path, default=None, help="weights file (default: export/weights/router_heads.safetensors)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     p.add_argument("--smoke", action="store_true", help="one quick step on a tiny subset (tests)")
+    p.add_argument("--branch-layers", type=int, default=None, help="trainable copies of the top encoder layers (default: 2)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs over the per-source capped sample (default: 3)")
+    p.add_argument("--max-len", type=int, default=None, help="training sequence length, head + tail kept (default: 128)")
+    p.add_argument("--synth-pii", type=int, default=None, help="extra PII sentences from presidio templates + Faker (default: 3000)")
 
     p = sub.add_parser("eval", help="evaluate the served model on the held-out sets")
-    p.add_argument("--data-dir", type=Path, default=Path("../shared/data"), help="staged data root (default: %(default)s)")
+    p.add_argument("--data-dir", type=Path, default=None, help="staged data root (default: $SEMROUTE_DATA_DIR or ../shared/data)")
     p.add_argument("--triton-url", default=DEFAULT_TRITON_GRPC, help="Triton gRPC HOST:PORT (default: %(default)s)")
     p.add_argument("--output-dir", type=Path, default=Path("export/model_card"), help="metrics.json and report (default: %(default)s)")
+    p.add_argument("--weights", type=Path, default=None, help="weights whose metadata (thresholds, calibration) is used; with --start-triton also served (default: export/weights/router_heads.safetensors)")
+    p.add_argument("--start-triton", action="store_true", help="serve --weights on a private Triton (free ports) instead of using --triton-url")
+    p.add_argument("--limit", type=int, default=None, help="first N rows of every set only (quick check)")
     return parser
 
 
@@ -89,7 +99,7 @@ def _dispatch(args: argparse.Namespace) -> int | None:
         from control.tritonserver import run_triton
         return run_triton(args)
     if args.command == "export":
-        from export.repository import run_export
+        from export.variants import run_export
         return run_export(args)
     if args.command in ("route", "classify"):
         from control import offline
