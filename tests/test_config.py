@@ -18,6 +18,8 @@ def test_example_config_loads():
     config = load_config(EXAMPLE)
     assert [b.name for b in config.backends] == ["ollama", "vllm", "openai"]
     assert config.routing.default == "ollama"
+    assert [r.name for r in config.routing.rules][:2] == ["private-data", "chitchat"]
+    assert config.routing.strong.target_share == 0.3
     assert config.backend("openai").api_key_env == "OPENAI_API_KEY"
 
 
@@ -36,6 +38,12 @@ BACKEND = "backends: [{name: a, url: 'http://localhost:1/v1', model: m}]\n"
     ("backends: [{name: a, url: 'http://x/v1', model: m}, {name: a, url: 'http://y/v1', model: n}]\nrouting: {default: a}",
      "repeated: a"),
     ("backends: [{name: auto, url: 'http://x/v1', model: m}]\nrouting: {default: auto}", "'auto' is reserved"),
+    (BACKEND + "routing: {default: a, rules: [{name: r, backends: [a], when: {regex: '('}}]}", "not a valid regular expression"),
+    (BACKEND + "routing: {default: a, rules: [{name: r, backends: [a], weights: {b: 1}}]}", "weights name backends not in"),
+    (BACKEND + "routing: {default: a, rules: [{name: r, backends: [a], when: {route: [x]}}]}", "'x' is not a configured route"),
+    (BACKEND + "routing: {default: a, strong: {backend: a}}", "exactly one of threshold or target_share"),
+    (BACKEND + "routing: {default: a, rules: [{name: r, backends: [a]}, {name: r, backends: [a]}]}", "repeated: r"),
+    ("backends: [{name: a, url: 'http://x/v1', model: m, pii: sometimes}]\nrouting: {default: a}", "backends.0.pii"),
 ])
 def test_bad_config_says_where(tmp_path, text, needle):
     with pytest.raises(ConfigError) as info:
@@ -50,6 +58,8 @@ def test_missing_file(tmp_path):
 
 def test_unknown_labels_are_rejected():
     config = load_config(EXAMPLE)
-    with pytest.raises(ConfigError, match="routing.tasks.coding"):
+    with pytest.raises(ConfigError, match=r"routing.rules.code.when.task \(coding\)"):
         config.check_labels(domains=["law", "health"], tasks=["math"])
+    with pytest.raises(ConfigError, match=r"routing.domains.law \(law\)"):
+        config.check_labels(domains=["health"], tasks=["math", "coding"])
     config.check_labels(domains=["law", "health"], tasks=["math", "coding"])
