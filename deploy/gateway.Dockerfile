@@ -1,0 +1,24 @@
+# syntax=docker/dockerfile:1
+# The semroute gateway (`semroute serve`): stateless, so it scales out behind a Service/HPA.
+# From the repository root:
+#   docker build -f deploy/gateway.Dockerfile -t semroute-gateway .
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /app
+# The project's runtime dependencies only: torch and the training tools are the [export] extra.
+COPY pyproject.toml README.md ./
+COPY control/ control/
+COPY export/ export/
+COPY config/ config/
+RUN pip install --no-cache-dir . \
+    && useradd --system --uid 10001 --no-create-home semroute
+USER 10001
+
+EXPOSE 8080
+HEALTHCHECK --interval=15s --timeout=3s \
+  CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2)"]
+ENTRYPOINT ["semroute", "serve"]
+CMD ["--config", "/etc/semroute/config.yaml", "--host", "0.0.0.0", "--port", "8080", "--triton-url", "triton:8001", "--workers", "2"]
