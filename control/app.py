@@ -7,11 +7,13 @@ import os
 import time
 import uuid
 
+import orjson
 from aiohttp import web
 from opentelemetry import trace
 from pydantic import ValidationError
 
 from control import metrics, telemetry
+from control.batching import BatchingClassifier
 from control.config import Backend, Config, load_config
 from control.cache import CachedResponse, InMemoryCache, ResponseCache, cache_key
 from control.policy import apply_reasoning
@@ -173,7 +175,7 @@ class Gateway:
 async def read_json_object(request: web.Request) -> dict:
     raw = await request.read()
     try:
-        body = json.loads(raw)
+        body = orjson.loads(raw)  # orjson: several times faster; its errors are JSONDecodeErrors
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise APIError(400, f"request body is not valid JSON: {exc}", code="invalid_json") from None
     if not isinstance(body, dict):
@@ -183,7 +185,7 @@ async def read_json_object(request: web.Request) -> dict:
 
 def usage_of(data: bytes) -> dict | None:
     try:
-        usage = json.loads(data).get("usage")
+        usage = orjson.loads(data).get("usage")
     except (ValueError, AttributeError):
         return None
     return usage if isinstance(usage, dict) else None
@@ -267,7 +269,7 @@ async def errors_middleware(request: web.Request, handler):
 def create_app(config: Config, triton_url: str) -> web.Application:
     telemetry.instrument_aiohttp_server()
     app = web.Application(middlewares=[errors_middleware], client_max_size=8 * 1024 * 1024)
-    gateway = Gateway(config, Classifier(triton_url))
+    gateway = Gateway(config, BatchingClassifier(Classifier(triton_url)))  # one Triton call per busy moment
     app[GATEWAY] = gateway
     app.router.add_post("/v1/chat/completions", gateway.chat_completions)
     app.router.add_post("/v1/route", gateway.route_only)

@@ -11,6 +11,7 @@ import asyncio
 import json
 import time
 from dataclasses import asdict, dataclass, field
+from itertools import chain
 
 import numpy as np
 import tritonclient.grpc.aio as grpcclient
@@ -23,6 +24,10 @@ from export.base_model import tokenizer_file
 from export.labels import MAX_SEQ_LEN, MODEL_NAME
 
 OUTPUTS = ("embedding", "domain_probs", "task_probs", "jailbreak_prob", "strong_prob", "pii_logits")
+_REQUESTED = [grpcclient.InferRequestedOutput(n) for n in OUTPUTS]  # built once: they never change
+# Padded row widths (tokens). Powers of two up to the chunk size: at most 2x padding on a row,
+# five shapes for Triton to batch together.
+LENGTH_BUCKETS = (16, 32, 64, 128, 256)
 
 
 @dataclass
@@ -144,35 +149,32 @@ class Classifier:
         with TRACER.start_as_current_span("tokenize", attributes={"semroute.texts": len(texts)}):
             encoded = [self.encode(t) for t in texts]
         rows = [c for e in encoded for c in e.chunks]
-        step = self.labels.max_batch_size
-        parts = await asyncio.gather(*(self._infer(rows[i:i + step]) for i in range(0, len(rows), step)))
-        outputs = {name: [p[name] for p in parts] for name in OUTPUTS}
-        flat = {name: _concat_ragged(arrays) for name, arrays in outputs.items()}
+        groups = bucket_rows([len(r) for r in rows], self.labels.max_batch_size)
+        parts = await asyncio.gather(*(self._infer([rows[i] for i in index], width) for index, width in groups))
+        out = _scatter(len(rows), [index for index, _ in groups], parts)
         signals, row = [], 0
         for text, enc in zip(texts, encoded):
             n = len(enc.chunks)
-            signals.append(self._fold(text, enc, {k: v[row:row + n] for k, v in flat.items()}))
+            signals.append(self._fold(text, enc, {k: v[row:row + n] for k, v in out.items()}))
             row += n
         return signals
 
-    async def _infer(self, rows: list[list[int]]) -> dict[str, np.ndarray]:
-        width = max(len(r) for r in rows)
-        ids = np.zeros((len(rows), width), dtype=np.int64)
-        mask = np.zeros_like(ids)
-        for i, r in enumerate(rows):
-            ids[i, :len(r)] = r
-            mask[i, :len(r)] = 1
+    async def _infer(self, rows: list[list[int]], width: int) -> dict[str, np.ndarray]:
+        lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+        mask = (np.arange(width) < lengths[:, None]).astype(np.int64)
+        ids = np.zeros_like(mask)
+        # Right-padded in one vectorised store: the mask's True cells are the tokens, row by row.
+        ids[mask.astype(bool)] = np.fromiter(chain.from_iterable(rows), dtype=np.int64, count=int(lengths.sum()))
         inputs = [grpcclient.InferInput("input_ids", list(ids.shape), "INT64"),
                   grpcclient.InferInput("attention_mask", list(mask.shape), "INT64")]
         inputs[0].set_data_from_numpy(ids)
         inputs[1].set_data_from_numpy(mask)
-        requested = [grpcclient.InferRequestedOutput(n) for n in OUTPUTS]
         attributes = {"semroute.triton.model": self.model_name, "semroute.triton.batch": len(rows),
                       "semroute.triton.seq_len": width}
         with TRACER.start_as_current_span("triton.infer", kind=SpanKind.CLIENT, attributes=attributes):
             start = time.perf_counter()
             # traceparent as gRPC metadata: Triton's own spans join this trace under this span.
-            result = await self.client.infer(self.model_name, inputs, outputs=requested, headers=inject_headers())
+            result = await self.client.infer(self.model_name, inputs, outputs=_REQUESTED, headers=inject_headers())
             metrics.TRITON_SECONDS.observe(time.perf_counter() - start)
         return {n: result.as_numpy(n) for n in OUTPUTS}
 
@@ -196,12 +198,37 @@ def _named(names: list[str], probs: np.ndarray) -> dict[str, float]:
     return {n: round(float(p), 6) for n, p in zip(names, probs)}
 
 
-def _concat_ragged(arrays: list[np.ndarray]) -> np.ndarray:
-    """Concatenate along the batch; pii_logits of separate requests may differ in length."""
-    if arrays[0].ndim == 3:
-        width = max(a.shape[1] for a in arrays)
-        arrays = [np.pad(a, ((0, 0), (0, width - a.shape[1]), (0, 0))) for a in arrays]
-    return np.concatenate(arrays)
+def bucket_width(length: int, buckets: tuple[int, ...] = LENGTH_BUCKETS) -> int:
+    """The padded width of a row: the smallest bucket that holds it (a longer row keeps its length)."""
+    return next((b for b in buckets if b >= length), length)
+
+
+def bucket_rows(lengths: list[int], max_batch: int) -> list[tuple[list[int], int]]:
+    """Row indices grouped by padded width, at most `max_batch` per group: one Triton request each.
+
+    A short row never pays for a long one's padding, so a prompt costs in proportion to its
+    length, and every worker sends the same few shapes, which Triton's dynamic batcher merges
+    (a model without ragged batching only merges equal shapes).
+    """
+    by_width: dict[int, list[int]] = {}
+    for i, n in enumerate(lengths):
+        by_width.setdefault(bucket_width(n), []).append(i)
+    return [(index[s:s + max_batch], width) for width, index in sorted(by_width.items())
+            for s in range(0, len(index), max_batch)]
+
+
+def _scatter(n_rows: int, groups: list[list[int]], parts: list[dict[str, np.ndarray]]) -> dict:
+    """Per-group outputs back in row order; pii_logits stays one array per row (widths differ)."""
+    out: dict = {}
+    for index, part in zip(groups, parts):
+        for name, value in part.items():
+            if name == "pii_logits":
+                rows = out.setdefault(name, [None] * n_rows)
+                for j, i in enumerate(index):
+                    rows[i] = value[j]
+            else:
+                out.setdefault(name, np.empty((n_rows, *value.shape[1:]), dtype=value.dtype))[index] = value
+    return out
 
 
 def decode_bio(text: str, offsets: list[tuple[int, int]], logits: np.ndarray, tags: list[str]) -> list[PiiSpan]:
