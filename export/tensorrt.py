@@ -183,7 +183,7 @@ def import_tensorrt():
     except ImportError as exc:
         raise RuntimeError("the TensorRT Python package is not installed: `pip install 'semroute[tensorrt]'` on a "
                            "machine with an NVIDIA GPU (TensorRT 10.x, the version of the Triton image), or let the "
-                           "container build the engine at first start (triton/entrypoint.sh)") from exc
+                           "container build the engine at first start (deploy/triton/entrypoint.sh)") from exc
     if not hasattr(trt.BuilderFlag, "FP16"):
         raise RuntimeError(f"TensorRT {trt.__version__} has no weakly typed FP16 mode; use TensorRT 10.x")
     return trt

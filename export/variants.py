@@ -283,7 +283,7 @@ def _maybe_build_engine(onnx_path: Path, repo: Path, out_root: Path, max_batch_s
         wanted = importlib.util.find_spec("tensorrt") is not None
     if not wanted:
         print("TensorRT is not installed here: the container builds the engine for its GPU at first start "
-              "(triton/entrypoint.sh); `pip install 'semroute[tensorrt]'` builds it here instead")
+              "(deploy/triton/entrypoint.sh); `pip install 'semroute[tensorrt]'` builds it here instead")
         return
     from export.tensorrt import build_engine
 

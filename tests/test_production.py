@@ -32,10 +32,10 @@ from tests.conftest import REPO_ROOT, free_ports
 
 MODEL = labels.MODEL_NAME
 MAX_BATCH = 64
-ENTRYPOINT = REPO_ROOT / "triton" / "entrypoint.sh"
 DEPLOY = REPO_ROOT / "deploy"
+ENTRYPOINT = DEPLOY / "triton" / "entrypoint.sh"
 K8S_MANIFESTS = (DEPLOY / "k8s" / "triton.yaml", DEPLOY / "k8s" / "gateway.yaml")
-DOCKERFILES = (REPO_ROOT / "triton" / "Dockerfile", DEPLOY / "gateway.Dockerfile")
+DOCKERFILES = (DEPLOY / "triton" / "Dockerfile", DEPLOY / "gateway.Dockerfile")
 TEXTS = (
     "hi",
     "What is the derivative of x^2 * sin(x)?",
@@ -252,7 +252,7 @@ def test_export_cli_takes_every_target():
 
 
 def test_export_writes_what_the_triton_dockerfile_copies(variants_root):
-    dockerfile = (REPO_ROOT / "triton" / "Dockerfile").read_text()
+    dockerfile = (DEPLOY / "triton" / "Dockerfile").read_text()
     sources = [s for line in re.findall(r"^COPY (?:--\S+ )*(.+) \S+$", dockerfile, re.M)
                for s in line.split() if s.startswith("build/triton/")]
     assert sources
@@ -517,7 +517,7 @@ def test_compose_file_validates_against_the_compose_spec():
 
 def test_triton_image_is_pinned_to_a_release():
     assert re.search(r"^ARG TRITON_IMAGE=nvcr\.io/nvidia/tritonserver:\d\d\.\d\d-py3$",
-                     (REPO_ROOT / "triton" / "Dockerfile").read_text(), re.M)
+                     (DEPLOY / "triton" / "Dockerfile").read_text(), re.M)
 
 
 def test_gateway_config_of_the_deployments_is_valid():
