@@ -111,7 +111,8 @@ def is_up_to_date(repo_dir: Path, weights: Path | None = None) -> bool:
     weights = Path(weights or DEFAULT_WEIGHTS)
     model_dir = Path(repo_dir) / labels.MODEL_NAME
     complete = all((model_dir / VERSION / name).exists() for name in (TOKENIZER_FILE, "model.py"))
-    return complete and weights.exists() and recorded_stamp(model_dir) == export_stamp(weights)
+    text_models = all((Path(repo_dir) / name / CONFIG_FILE).exists() for name in ("tokenizer", "router_text"))
+    return complete and text_models and weights.exists() and recorded_stamp(model_dir) == export_stamp(weights)
 
 
 def _export_onnx_atomically(weights: Path, onnx_path: Path) -> dict:
@@ -160,8 +161,10 @@ def build_repository(weights: Path | None, repo_dir: Path, max_batch_size: int =
     text = config_text(max_batch_size=max_batch_size, parameters=model_parameters(intra_op_threads, calibration), stamp=stamp)
     parse_config(text)
     _write_if_changed(model_dir / CONFIG_FILE, text)
-    print(f"wrote {model_dir / CONFIG_FILE} (max_batch_size {max_batch_size}) and "
-          f"{version_dir / TOKENIZER_FILE} in {time.perf_counter() - started:.1f} s")
+    from export.variants import add_text_models  # router_text: text in, every signal out (perf_analyzer, non-Python clients)
+    add_text_models(model_dir.parent, max_batch_size)
+    print(f"wrote {model_dir / CONFIG_FILE} (max_batch_size {max_batch_size}), {version_dir / TOKENIZER_FILE} "
+          f"and the tokenizer + router_text models in {time.perf_counter() - started:.1f} s")
     return model_dir
 
 
