@@ -43,12 +43,15 @@ def traced_run(model_repository, tmp_path_factory):
                              headers={"traceparent": f"00-{trace_id}-{client_span}-01"},
                              json={"model": "auto", "messages": [{"role": "user", "content": PROMPT}]})
         assert resp.status_code == 200, resp.text
+        gateway.stop()  # flushes the SDK's batch
+        # Triton exports in batches a few seconds apart: wait for them while it runs (a loaded
+        # machine can make a stop-time flush miss), then stop it.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not {"semroute-gateway", "semroute-triton"} <= {s["service"] for s in receiver.spans}:
+            time.sleep(0.2)
     finally:
-        gateway.stop()   # flushes the SDK's batch
-        triton.stop()    # flushes Triton's exporter
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and not {"semroute-gateway", "semroute-triton"} <= {s["service"] for s in receiver.spans}:
-        time.sleep(0.2)
+        gateway.stop()
+        triton.stop()
     yield receiver, trace_id, client_span, stub
     receiver.stop()
     stub.stop()
