@@ -10,6 +10,7 @@ from pathlib import Path
 import requests
 import yaml
 
+from control.tritonserver import _die_with_parent
 from tests.stub_upstream import free_port
 
 SEMROUTE = str(Path(sys.executable).with_name("semroute"))
@@ -32,7 +33,9 @@ class GatewayProcess:
 
     def start(self, timeout_s: float = 30) -> "GatewayProcess":
         self._log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(self.cmd, stdout=self._log, stderr=subprocess.STDOUT, env=self.env)
+        # Tied to this test process: a killed test run leaves no gateway behind.
+        self.proc = subprocess.Popen(self.cmd, stdout=self._log, stderr=subprocess.STDOUT, env=self.env,
+                                     preexec_fn=_die_with_parent)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
