@@ -1,0 +1,52 @@
+"""Write the GPU variant's model repository: `<out>/router/config.pbtxt` + `1/model.py`.
+
+  python bench/gpu/make_repo.py --out /tmp/repo --kind KIND_GPU [--instances 2] [--delay-us 200]
+
+Stdlib only: it runs on the GPU machine before anything is installed there.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+OUTPUTS = [("embedding", "384"), ("domain_probs", "14"), ("task_probs", "10"), ("jailbreak_prob", "1"),
+           ("strong_prob", "1"), ("pii_logits", "-1, 35")]
+
+
+def config_text(a) -> str:
+    inputs = ",\n".join(f'  {{ name: "{n}" data_type: TYPE_INT64 dims: [ -1 ] allow_ragged_batch: true }}'
+                        for n in ("input_ids", "attention_mask"))
+    outputs = ",\n".join(f'  {{ name: "{n}" data_type: TYPE_FP32 dims: [ {d} ] }}' for n, d in OUTPUTS)
+    preferred = ", ".join(str(b) for b in (256, 512, 1024) if b <= a.max_batch)
+    params = {"repo_root": str(HERE.parents[1]), "cuda_graphs": "1" if a.cuda_graphs else "0",
+              "capture_widths": a.capture_widths, "weights": a.weights, "graph_max_tokens": str(a.graph_max_tokens)}
+    params_text = "\n".join(f'parameters {{ key: "{k}" value: {{ string_value: "{v}" }} }}' for k, v in params.items())
+    return (f'name: "router"\nbackend: "python"\nmax_batch_size: {a.max_batch}\n'
+            f"input [\n{inputs}\n]\noutput [\n{outputs}\n]\n"
+            f"dynamic_batching {{ preferred_batch_size: [ {preferred} ] max_queue_delay_microseconds: {a.delay_us} }}\n"
+            f"instance_group [ {{ kind: {a.kind} count: {a.instances} }} ]\n{params_text}\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--kind", default="KIND_GPU", choices=["KIND_GPU", "KIND_CPU"])
+    parser.add_argument("--instances", type=int, default=2, help="two: one runs its graph while the other gathers")
+    parser.add_argument("--max-batch", type=int, default=1024)
+    parser.add_argument("--delay-us", type=int, default=200)
+    parser.add_argument("--capture-widths", default="32", help="widths whose graphs are captured at load")
+    parser.add_argument("--graph-max-tokens", type=int, default=65536)
+    parser.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false")
+    parser.add_argument("--weights", default="auto", choices=["auto", "random"])
+    a = parser.parse_args()
+    model = a.out / "router"
+    (model / "1").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(HERE / "model.py", model / "1" / "model.py")
+    (model / "config.pbtxt").write_text(config_text(a))
+    print(f"wrote {model}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""semroute side by side with what users would otherwise run, in one run on one machine.
+
+  P1  classification through Triton (micro-batched) vs a naive in-process `transformers`
+      forward per request, same weights, concurrency 64 — goal ≥ 4×
+  P2  latency added by a named-model passthrough vs the LiteLLM proxy, same stub — goal ≤ 0.5×
+  P3  routed req/s (every request classified) vs LiteLLM passthrough req/s, c=64 — goal ≥ 1×
+  P4  embedding-route matching throughput vs aurelio semantic-router on the same local
+      MiniLM, c=64 — goal ≥ 5×
+
+  bash bench/setup_peers.sh            # once: LiteLLM and semantic-router into .venv-bench
+  .venv/bin/python -m bench.side_by_side [--seconds 15] [--workers 1]
+
+Writes bench/results/side_by_side.json and prints the ratios.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.classify_load import ROUTES, route_match_load, triton_classify_load
+from bench.common import REPO, RESULTS_DIR, bench_python, machine, real_prompts, versions, write_json
+from bench.gateway_load import measure
+from bench.servers import Gateway, LiteLLM, Stub
+from bench.triton_repo import start_triton
+
+GOALS = {"P1": (">=", 4.0), "P2": ("<=", 0.5), "P3": (">=", 1.0), "P4": (">=", 5.0)}
+
+
+def peer(module: str, python: str, *args: str, timeout: float = 300) -> dict:
+    """A peer's load run in its own process; its last stdout line is the JSON result."""
+    out = subprocess.run([python, "-m", module, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    if out.returncode != 0:
+        raise RuntimeError(f"{module} failed ({out.returncode}):\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def ratio(name: str, value: float) -> dict:
+    op, goal = GOALS[name]
+    met = value >= goal if op == ">=" else value <= goal
+    return {"ratio": round(value, 2), "goal": f"{op} {goal}", "met": met}
+
+
+def p1(triton_url: str, prompts: list[str], a) -> dict:
+    ours = asyncio.run(triton_classify_load(triton_url, prompts, concurrency=64, total=a.total, seconds=a.seconds)).row()
+    print_row(ours)
+    naive = []
+    for threads in (64, 1):  # the better of a wide pool and one thread is the baseline
+        row = peer("bench.peers.naive_transformers", sys.executable, "--concurrency", "64", "--threads", str(threads),
+                   "--total", str(a.total), "--seconds", str(a.seconds))
+        print_row(row)
+        naive.append(row)
+    best = max(naive, key=lambda r: r["rps"])
+    return {"semroute": ours, "baselines": naive, **ratio("P1", ours["rps"] / best["rps"])}
+
+
+def p2_p3(triton_url: str, prompts: list[str], logs: Path, a) -> tuple[dict, dict]:
+    stub = Stub(logs, a.delay_ms)
+    gateway = litellm = None
+    try:
+        gateway = Gateway(logs, stub.url, triton_url, workers=a.workers)
+        litellm = LiteLLM(logs, stub.url, workers=a.workers)
+        latency = measure({"stub direct": (stub.base, "cheap"), "semroute passthrough": (gateway.url, "cheap"),
+                           "litellm passthrough": (litellm.url, "cheap")}, prompts, a.latency_concurrency,
+                          a.total, a.seconds)
+        direct, ours, theirs = latency
+        p2 = {"concurrency": a.latency_concurrency, "rows": latency,
+              **ratio("P2", max(ours["added_p50_ms"], 0.0) / max(theirs["added_p50_ms"], 1e-3))}
+        load = measure({"stub direct": (stub.base, "cheap"), "semroute routed (auto)": (gateway.url, "auto"),
+                        "litellm passthrough": (litellm.url, "cheap")}, prompts, 64, a.total, a.seconds)
+        p3 = {"concurrency": 64, "rows": load, **ratio("P3", load[1]["rps"] / max(load[2]["rps"], 1e-9))}
+        return p2, p3
+    finally:
+        for server in (litellm, gateway, stub):
+            if server is not None:
+                server.stop()
+
+
+def p4(triton_url: str, prompts: list[str], logs: Path, a) -> dict:
+    from export.base_model import base_model_dir
+
+    ours = asyncio.run(route_match_load(triton_url, prompts, concurrency=64, total=a.total, seconds=a.seconds)).row()
+    print_row(ours)
+    routes = logs / "routes.json"
+    routes.write_text(json.dumps(ROUTES))
+    theirs = peer("bench.peers.semantic_router_peer", bench_python(), "--model-dir", str(base_model_dir()),
+                  "--routes", str(routes), "--concurrency", "64", "--total", str(a.total), "--seconds", str(a.seconds))
+    print_row(theirs)
+    return {"semroute": ours, "semantic_router": theirs, **ratio("P4", ours["rps"] / theirs["rps"])}
+
+
+def print_row(row: dict) -> None:
+    print(f"  {row['name']:<52} c={row['concurrency']:<3} n={row['requests']:<6} err={row['errors']:<3} "
+          f"{row['rps']:9.1f}/s  p50 {row['p50_ms']:8.2f} ms  p99 {row['p99_ms']:8.2f} ms", flush=True)
+
+
+def peer_versions() -> dict:
+    code = "import json,importlib.metadata as m;print(json.dumps({n: m.version(n) for n in ('litellm','semantic-router','torch','transformers')}))"
+    return json.loads(subprocess.run([bench_python(), "-c", code], capture_output=True, text=True, check=True).stdout)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=15, help="at most this long per measured point")
+    parser.add_argument("--total", type=int, default=20000, help="at most this many requests per point")
+    parser.add_argument("--workers", type=int, default=1, help="gateway and LiteLLM worker processes (the same for both)")
+    parser.add_argument("--delay-ms", type=float, default=20, help="the stub LLM's fixed delay")
+    parser.add_argument("--latency-concurrency", type=int, default=1, help="P2's concurrency")
+    parser.add_argument("--only", nargs="+", choices=list(GOALS), default=list(GOALS))
+    a = parser.parse_args()
+    logs = Path(tempfile.mkdtemp(prefix="semroute-side-by-side-"))
+    report = {"command": " ".join(["python -m bench.side_by_side", *sys.argv[1:]]), "machine_before": machine(),
+              "versions": {"semroute": versions("onnxruntime", "tritonclient", "nvidia-pytriton", "aiohttp", "torch",
+                                                "transformers", "tokenizers"), "peers": peer_versions()},
+              "settings": vars(a)}
+    prompts = real_prompts()
+    triton = start_triton(RESULTS_DIR / "triton-side-by-side")
+    started = time.time()
+    try:
+        if "P1" in a.only:
+            print("P1: classification, Triton vs naive transformers per request (c=64)", flush=True)
+            report["P1"] = p1(triton.grpc_url, prompts, a)
+        if "P2" in a.only or "P3" in a.only:
+            print(f"P2/P3: stub {a.delay_ms:g} ms; gateway and LiteLLM with {a.workers} worker(s)", flush=True)
+            report["P2"], report["P3"] = p2_p3(triton.grpc_url, prompts, logs, a)
+        if "P4" in a.only:
+            print("P4: embedding routes, semroute vs semantic-router (c=64)", flush=True)
+            report["P4"] = p4(triton.grpc_url, prompts, logs, a)
+    finally:
+        triton.stop()
+    report["machine_after"] = machine()
+    report["seconds"] = round(time.time() - started, 1)
+    path = write_json("side_by_side.json", report)
+    print(f"\nratios (load {report['machine_before']['loadavg']} → {report['machine_after']['loadavg']}):")
+    for name in a.only:
+        r = report[name]
+        print(f"  {name}: {r['ratio']:6.2f}×  goal {r['goal']:<7} {'met' if r['met'] else 'NOT met'}")
+    print(f"wrote {path}; server logs in {logs}")
+
+
+if __name__ == "__main__":
+    main()

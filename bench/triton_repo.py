@@ -1,0 +1,84 @@
+"""A private model repository for a bench run: the exported `router` model (files linked, not
+copied) with the scheduling settings under test written into its config.pbtxt.
+
+The bench never serves the shared model_repository/ directly: other models there (work in
+progress) must not stop a run, and tuning variants must not touch the committed defaults.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.common import REPO, free_port
+from export import labels
+
+SOURCE = REPO / "model_repository"
+
+
+@dataclass(frozen=True)
+class Scheduling:
+    """What we tune: Triton's dynamic batcher and instances, and ONNX Runtime's threads."""
+    delay_us: int | None = None          # None: keep the exported value
+    preferred: tuple[int, ...] = ()
+    instances: int | None = None
+    intra_op_threads: int | None = None
+    spinning: bool | None = None         # ONNX Runtime intra-op threads spin while idle
+    model_py: str | None = None          # another model.py (A/B of the backend code)
+
+    def label(self) -> str:
+        parts = [f"delay={self.delay_us}us" if self.delay_us is not None else "",
+                 f"preferred={list(self.preferred)}" if self.preferred else "",
+                 f"instances={self.instances}" if self.instances else "",
+                 f"ort_threads={self.intra_op_threads}" if self.intra_op_threads else "",
+                 f"spinning={int(self.spinning)}" if self.spinning is not None else "",
+                 f"model.py={Path(self.model_py).name}" if self.model_py else ""]
+        return " ".join(p for p in parts if p) or "exported defaults"
+
+
+def ensure_exported() -> Path:
+    from export.repository import build_repository, is_up_to_date
+
+    if not is_up_to_date(SOURCE):
+        build_repository(None, SOURCE)
+    return SOURCE / labels.MODEL_NAME
+
+
+def configure(text: str, s: Scheduling) -> str:
+    if s.delay_us is not None or s.preferred:
+        delay = s.delay_us if s.delay_us is not None else int(re.search(r"max_queue_delay_microseconds: (\d+)", text)[1])
+        preferred = f" preferred_batch_size: [ {', '.join(map(str, s.preferred))} ]" if s.preferred else ""
+        text = re.sub(r"dynamic_batching \{[^}]*\}", f"dynamic_batching {{{preferred} max_queue_delay_microseconds: {delay} }}", text)
+    if s.instances:
+        text = re.sub(r"(instance_group \[ \{ kind: \w+ count: )\d+", rf"\g<1>{s.instances}", text)
+    if s.intra_op_threads:
+        text = re.sub(r'(key: "intra_op_threads" value: \{ string_value: ")\d+', rf"\g<1>{s.intra_op_threads}", text)
+    if s.spinning is not None:
+        text = re.sub(r'parameters \{ key: "intra_op_spinning"[^\n]*\n', "", text)
+        text += f'parameters {{ key: "intra_op_spinning" value: {{ string_value: "{int(s.spinning)}" }} }}\n'
+    return text
+
+
+def private_repository(dest: Path, scheduling: Scheduling = Scheduling()) -> Path:
+    source = ensure_exported()
+    model = dest / labels.MODEL_NAME
+    if model.exists():
+        shutil.rmtree(model)
+    (model / "1").mkdir(parents=True)
+    for name in ("model.onnx", "tokenizer.json"):
+        (model / "1" / name).symlink_to(source / "1" / name)
+    shutil.copyfile(scheduling.model_py or source / "1" / "model.py", model / "1" / "model.py")
+    (model / "config.pbtxt").write_text(configure((source / "config.pbtxt").read_text(), scheduling))
+    return dest
+
+
+def start_triton(dest: Path, scheduling: Scheduling = Scheduling(), extra_args=()):
+    """The bundled tritonserver on free ports serving a private copy; returns the started server."""
+    from control.tritonserver import TritonServer
+
+    repo = private_repository(dest, scheduling)
+    server = TritonServer(repo, free_port(), free_port(), free_port(), log_file=dest / "tritonserver.log",
+                          extra_args=extra_args)
+    server.__enter__()
+    return server

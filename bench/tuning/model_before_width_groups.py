@@ -1,0 +1,97 @@
+# The router model.py as shipped before width groups (commit c73401e), kept for the A/B in bench/triton_tuning.py.
+"""Triton Python-backend model `router`: the exported ONNX graph run by ONNX Runtime on CPU.
+
+Committed source; `semroute export` writes model.onnx (and config.pbtxt one folder up) beside it.
+Triton hands `execute` every request of one dynamic batch. Requests may have different
+sequence lengths (config: allow_ragged_batch), so they are right-padded to the longest,
+run as ONE session.run, and split back, each pii_logits cut to its own length.
+"""
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import triton_python_backend_utils as pb_utils
+
+INPUT_NAMES = ("input_ids", "attention_mask")
+OUTPUT_NAMES = ("embedding", "domain_probs", "task_probs", "jailbreak_prob", "strong_prob", "pii_logits")
+PER_TOKEN_OUTPUT = "pii_logits"
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        self.max_seq_len = int(params.get("max_seq_len", 512))
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = int(params.get("intra_op_threads", 2))
+        options.inter_op_num_threads = 1
+        onnx_path = Path(__file__).parent / "model.onnx"
+        self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        pb_utils.Logger.log_info(f"router: {onnx_path} on ONNX Runtime {ort.__version__} CPU, "
+                                 f"{options.intra_op_num_threads} intra-op threads, numpy {np.__version__}")
+
+    def execute(self, requests):
+        responses = [None] * len(requests)
+        valid = []  # (position in requests, input_ids, attention_mask)
+        for i, request in enumerate(requests):
+            try:
+                valid.append((i, *self._inputs(request)))
+            except ValueError as exc:
+                responses[i] = _error(str(exc), pb_utils.TritonError.INVALID_ARG)
+        if valid:
+            try:
+                results = self._run_together([(ids, mask) for _, ids, mask in valid])
+            except Exception:  # noqa: BLE001 — one bad request must not fail the others
+                results = [self._run_alone(ids, mask) for _, ids, mask in valid]
+            for (i, _, _), result in zip(valid, results):
+                responses[i] = result if isinstance(result, pb_utils.InferenceResponse) else _response(result)
+        return responses
+
+    def _inputs(self, request):
+        ids = pb_utils.get_input_tensor_by_name(request, "input_ids").as_numpy()
+        mask = pb_utils.get_input_tensor_by_name(request, "attention_mask").as_numpy()
+        if ids.ndim != 2 or ids.shape != mask.shape:
+            raise ValueError(f"input_ids {list(ids.shape)} and attention_mask {list(mask.shape)} "
+                             "must have the same shape [batch, seq]")
+        if not 1 <= ids.shape[1] <= self.max_seq_len:
+            raise ValueError(f"sequence length {ids.shape[1]} is outside 1..{self.max_seq_len}; "
+                             "split longer texts into chunks")
+        if ids.size and ids.min() < 0:
+            raise ValueError("input_ids must be non-negative token ids")
+        return ids, mask
+
+    def _run_together(self, batch):
+        """One session.run over every request; returns per-request output dicts."""
+        width = max(ids.shape[1] for ids, _ in batch)
+        ids = np.concatenate([_pad(ids, width) for ids, _ in batch])
+        mask = np.concatenate([_pad(mask, width) for _, mask in batch])
+        outputs = dict(zip(OUTPUT_NAMES, self.session.run(list(OUTPUT_NAMES), {"input_ids": ids, "attention_mask": mask})))
+        results, start = [], 0
+        for request_ids, _ in batch:
+            rows, seq_len = request_ids.shape
+            result = {name: value[start:start + rows] for name, value in outputs.items()}
+            result[PER_TOKEN_OUTPUT] = result[PER_TOKEN_OUTPUT][:, :seq_len]
+            results.append(result)
+            start += rows
+        return results
+
+    def _run_alone(self, ids, mask):
+        try:
+            return self._run_together([(ids, mask)])[0]
+        except Exception as exc:  # noqa: BLE001 — e.g. a token id beyond the vocabulary
+            return _error(f"inference failed: {exc}")
+
+
+def _pad(array, width):
+    return np.pad(array, ((0, 0), (0, width - array.shape[1]))) if array.shape[1] < width else array
+
+
+def _response(outputs):
+    return pb_utils.InferenceResponse(output_tensors=[
+        pb_utils.Tensor(name, np.ascontiguousarray(outputs[name])) for name in OUTPUT_NAMES])
+
+
+def _error(message, code=None):
+    error = pb_utils.TritonError(message) if code is None else pb_utils.TritonError(message, code)
+    return pb_utils.InferenceResponse(output_tensors=[], error=error)
