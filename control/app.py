@@ -1,54 +1,78 @@
 """HTTP: the OpenAI-compatible gateway (aiohttp). Thin handlers over signals → policy → upstream."""
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
+import signal
 import time
 import uuid
 
-import orjson
 from aiohttp import web
 from opentelemetry import trace
 from pydantic import ValidationError
 
-from control import metrics, telemetry
+from control import metrics, redact, telemetry
+from control.auth import Authenticator, estimate_tokens
 from control.batching import BatchingClassifier
-from control.config import Backend, Config, load_config
+from control.config import Backend, Config, ConfigError, load_config
 from control.cache import CachedResponse, InMemoryCache, ResponseCache, cache_key
+from control.degrade import ClassifierGuard, degraded_headers
+from control.limits import PARSER_LIMITS, check_messages, headers_middleware, read_json
+from control.openapi import openapi_handler
 from control.policy import apply_reasoning
 from control.protocol import AUTO_MODEL, APIError, ChatCompletionRequest, RouteRequest, validation_error
+from control.relay import Relay, Settle
+from control.reload import ConfigReloader, current, install_config, snapshot_middleware
 from control.router import Routed, Router
 from control.signals import Classifier, timed_ms
 from control.telemetry import TRACER
-from control.upstream import Upstream, passthrough_headers
+from control.upstream import Upstream
 
 log = logging.getLogger("semroute.gateway")
 GATEWAY = web.AppKey("gateway", "Gateway")
 
 
 class Gateway:
-    def __init__(self, config: Config, classifier: Classifier, upstream: Upstream | None = None):
+    def __init__(self, config: Config, classifier: Classifier, upstream: Upstream | None = None, host: str = "127.0.0.1"):
         self.config = config
         self.classifier = classifier
         self.router = Router(config, classifier)
         self.upstream = upstream or Upstream()
         self.cache: ResponseCache = InMemoryCache(config.cache)
+        self.relay = Relay(self.upstream)        # retries, failover, per-backend circuit breakers
+        self.guard = ClassifierGuard()           # classifier time budget; degraded routing without it
+        self.auth = Authenticator(lambda: self.config.auth, host)
+        self.reloader: ConfigReloader | None = None
+
+    @property
+    def config(self) -> Config:
+        """Inside a request, the config it started with (a reload never changes it midway)."""
+        return current(self._config)
+
+    @config.setter
+    def config(self, config: Config) -> None:
+        self._config = config
 
     # ---- handlers ------------------------------------------------------------------------
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
         start = time.perf_counter()
-        body = await read_json_object(request)
+        body = await read_json(request, self.config.limits)
         chat = parse_model(ChatCompletionRequest, body)
+        prompt_tokens = estimate_tokens(check_messages([m.text() for m in chat.messages], self.config.limits))
+        self.auth.admit_tokens(request, prompt_tokens)
         session_id = request.headers.get("x-session-id")
         with TRACER.start_as_current_span("route") as span:
-            routed = await self.router.route(chat, session_id)
+            routed = await self.guard.route(self.router, chat, session_id, self.config)
             span.set_attributes(decision_attributes(routed))
         decision = routed.decision
         metrics.DECISION_SECONDS.observe(time.perf_counter() - start)
         trace.get_current_span().set_attributes(decision_attributes(routed))
-        headers = route_headers(routed, request)
-        backend = self.config.backend(decision.backend)
+        headers = {**route_headers(routed, request), **degraded_headers(routed)}
+        candidates = self.auth.restrict(request, decision.candidates or (decision.backend,), decision.rule == "passthrough")
+        backend = self.config.backend(candidates[0])
+        original = dict(body)  # fallback candidates get their own model and reasoning switch
         body["model"] = backend.model
         apply_reasoning(body, backend.reasoning_family, decision.reasoning)
         outcome = {"backend": backend.name, "category": headers["x-semroute-category"],
@@ -57,13 +81,17 @@ class Gateway:
         try:
             response = self._cached(routed, body, headers)
             if response is None:
-                response = await (self._stream(request, backend, body, headers, routed) if chat.stream
-                                  else self._forward(backend, body, headers, routed))
+                def body_for(b: Backend) -> dict:
+                    return apply_reasoning({**original, "model": b.model}, b.reasoning_family, decision.reasoning)
+                record = decision.cache and routed.signals is not None
+                response = await self.relay.send(request, self.config, candidates, body_for, headers, chat.stream,
+                                                 record, self._settler(request, routed, body, prompt_tokens))
         except APIError as err:
             metrics.REQUESTS.labels(**outcome, status=str(err.status)).inc()
             access_log(request, chat, outcome, err.status, start)
             raise
         self.router.remember(session_id, decision)
+        outcome["backend"] = response.headers.get("x-semroute-model", backend.name)  # after any failover
         metrics.UPSTREAM_SECONDS.labels(backend=backend.name).observe(time.perf_counter() - upstream_start)
         metrics.REQUESTS.labels(**outcome, status=str(response.status)).inc()
         access_log(request, chat, outcome, response.status, start)
@@ -87,44 +115,14 @@ class Gateway:
             key = cache_key(body, routed.decision.backend, self.config.cache)
             self.cache.store(key, routed.signals.embedding, CachedResponse(data, content_type, routed.decision.backend))
 
-    async def _forward(self, backend: Backend, body: dict, headers: dict[str, str], routed: Routed) -> web.Response:
-        async with self.upstream.post(backend, "chat/completions", body) as resp:
-            data = await resp.read()
-            self.account(backend, usage_of(data))
-            if resp.status == 200:
-                self._store(routed, body, data, resp.headers.get("Content-Type", "application/json"))
-            return web.Response(body=data, status=resp.status, headers={**passthrough_headers(resp), **headers})
-
-    async def _stream(self, request: web.Request, backend: Backend, body: dict, headers: dict[str, str],
-                      routed: Routed) -> web.StreamResponse:
-        response: web.StreamResponse | None = None
-        tail = b""
-        recording: list[bytes] | None = [] if routed.decision.cache else None
-        try:
-            async with self.upstream.post(backend, "chat/completions", body) as resp:
-                if resp.status >= 400 or "text/event-stream" not in resp.headers.get("Content-Type", ""):
-                    data = await resp.read()
-                    return web.Response(body=data, status=resp.status, headers={**passthrough_headers(resp), **headers})
-                response = web.StreamResponse(status=resp.status, headers={**passthrough_headers(resp), **headers})
-                await response.prepare(request)
-                sent_at = time.perf_counter()
-                async for chunk in resp.content.iter_any():  # chunk by chunk, no re-buffering
-                    if not tail:
-                        metrics.TTFT_SECONDS.labels(backend=backend.name).observe(time.perf_counter() - sent_at)
-                    await response.write(chunk)
-                    tail = (tail + chunk)[-4096:]  # usage, when sent, is in the last event
-                    if recording is not None:
-                        recording.append(chunk)
-                self.account(backend, usage_of_stream(tail))
-                if recording is not None and tail.rstrip().endswith(b"[DONE]"):  # only complete streams
-                    self._store(routed, body, b"".join(recording), "text/event-stream")
-        except APIError as err:
-            if response is None:
-                raise
-            # Headers are gone already: end the stream with an error event, never a silent cut.
-            await response.write(b"data: " + json.dumps(err.body()).encode() + b"\n\n")
-        await response.write_eof()
-        return response
+    def _settler(self, request: web.Request, routed: Routed, body: dict, prompt_tokens: int) -> Settle:
+        """What happens once an answer is through: usage metrics, the key's tokens, the cache."""
+        def settle(backend: Backend, usage: dict | None, complete: bytes | None, content_type: str, events: int) -> None:
+            self.account(backend, usage)
+            self.auth.charge(request, int(usage.get("total_tokens") or 0) if usage else prompt_tokens + events)
+            if complete is not None and backend.name == routed.decision.backend:  # complete answers only
+                self._store(routed, body, complete, content_type)
+        return settle
 
     def account(self, backend: Backend, usage: dict | None) -> None:
         """Tokens, estimated cost and saving (against the dearest backend) from the backend's usage."""
@@ -143,60 +141,46 @@ class Gateway:
     async def route_only(self, request: web.Request) -> web.Response:
         """The decision alone: every signal, the rule, candidates with costs, timings."""
         start = time.perf_counter()
-        body = await read_json_object(request)
+        body = await read_json(request, self.config.limits)
         route_request = parse_model(RouteRequest, body)
         try:
             chat = route_request.as_chat()
         except ValueError as exc:
             raise APIError(400, str(exc), code="invalid_request") from None
-        routed = await self.router.route(chat, request.headers.get("x-session-id"))
+        check_messages([m.text() for m in chat.messages], self.config.limits)
+        routed = await self.guard.route(self.router, chat, request.headers.get("x-session-id"), self.config, degrade=False)
         return web.json_response({**explain(routed), "timings_ms": {**timings(routed), "total": timed_ms(start)}})
 
     async def models(self, request: web.Request) -> web.Response:
         created = int(time.time())
         data = [{"id": AUTO_MODEL, "object": "model", "created": created, "owned_by": "semroute"}]
         data += [{"id": b.name, "object": "model", "created": created, "owned_by": "semroute", "upstream_model": b.model}
-                 for b in self.config.backends]
+                 for b in self.config.backends if self.auth.allowed(request, b.name)]
         return web.json_response({"object": "list", "data": data})
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
     async def readyz(self, request: web.Request) -> web.Response:
-        ready = await self.classifier.ready()
-        return web.json_response({"status": "ready" if ready else "not ready", "classifier": ready,
-                                  "triton_url": self.classifier.triton_url}, status=200 if ready else 503)
+        """200 while requests can be served; "degraded" when routing goes without the classifier."""
+        ready = await classifier_ready(self.classifier, self.config)
+        problem = self.guard.ready_problem(self.config) if ready else "the classifier (Triton) is not ready"
+        return web.json_response({"status": "degraded" if problem else "ready", "classifier": ready, "degraded": problem,
+                                  "triton_url": self.classifier.triton_url,
+                                  "config": self.reloader.status() if self.reloader else None})
 
     async def metrics(self, request: web.Request) -> web.Response:
         data, content_type = metrics.render()
         return web.Response(body=data, headers={"Content-Type": content_type})
 
 
-async def read_json_object(request: web.Request) -> dict:
-    raw = await request.read()
+async def classifier_ready(classifier, config: Config) -> bool:
+    """Triton's readiness within the classifier budget (a hung Triton must not hang probes)."""
     try:
-        body = orjson.loads(raw)  # orjson: several times faster; its errors are JSONDecodeErrors
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise APIError(400, f"request body is not valid JSON: {exc}", code="invalid_json") from None
-    if not isinstance(body, dict):
-        raise APIError(400, "request body must be a JSON object", code="invalid_json")
-    return body
-
-
-def usage_of(data: bytes) -> dict | None:
-    try:
-        usage = orjson.loads(data).get("usage")
-    except (ValueError, AttributeError):
-        return None
-    return usage if isinstance(usage, dict) else None
-
-
-def usage_of_stream(tail: bytes) -> dict | None:
-    """The usage object of the last SSE event that has one (sent with stream_options.include_usage)."""
-    for line in reversed(tail.split(b"\n")):
-        if line.startswith(b"data: {") and b'"usage"' in line:
-            return usage_of(line[6:])
-    return None
+        async with asyncio.timeout(max(1.0, config.resilience.classifier.timeout_s)):
+            return await classifier.ready()
+    except TimeoutError:
+        return False
 
 
 def decision_attributes(routed: Routed) -> dict:
@@ -256,7 +240,8 @@ async def errors_middleware(request: web.Request, handler):
     try:
         return await handler(request)
     except APIError as err:
-        return web.json_response(err.body(), status=err.status, headers={"x-request-id": request["request_id"]})
+        err.message = redact.redact(err.message)
+        return web.json_response(err.body(), status=err.status, headers={**err.headers, "x-request-id": request["request_id"]})
     except web.HTTPException as exc:  # unknown path, wrong method, body too large
         err = APIError(exc.status, exc.reason, code=exc.reason.lower().replace(" ", "_"))
         return web.json_response(err.body(), status=exc.status)
@@ -266,17 +251,30 @@ async def errors_middleware(request: web.Request, handler):
         return web.json_response(err.body(), status=500)
 
 
-def create_app(config: Config, triton_url: str) -> web.Application:
+def create_app(config: Config, triton_url: str, host: str = "127.0.0.1", config_path: str | None = None) -> web.Application:
+    """`host` is the listen address (auth.mode auto: on beyond loopback); `config_path` enables reload."""
+    problem = config.auth.problem(host)
+    if problem:
+        raise ConfigError(problem)
     telemetry.instrument_aiohttp_server()
-    app = web.Application(middlewares=[errors_middleware], client_max_size=8 * 1024 * 1024)
-    gateway = Gateway(config, BatchingClassifier(Classifier(triton_url)))  # one Triton call per busy moment
+    gateway = Gateway(config, BatchingClassifier(Classifier(triton_url)), host=host)  # one Triton call per busy moment
+    # Order: errors outermost (every refusal OpenAI-shaped), then the request's config snapshot,
+    # header limits and auth before any body is read.
+    app = web.Application(middlewares=[errors_middleware, snapshot_middleware(lambda: gateway._config),
+                                       headers_middleware(lambda: gateway.config.limits), gateway.auth.middleware()],
+                          client_max_size=config.limits.max_body_bytes)
     app[GATEWAY] = gateway
+    if config_path:
+        gateway.reloader = ConfigReloader(config_path, lambda new: install_config(gateway, new, host))
+        app.on_startup.append(gateway.reloader.start)
+        app.on_cleanup.append(gateway.reloader.stop)
     app.router.add_post("/v1/chat/completions", gateway.chat_completions)
     app.router.add_post("/v1/route", gateway.route_only)
     app.router.add_get("/v1/models", gateway.models)
     app.router.add_get("/healthz", gateway.healthz)
     app.router.add_get("/readyz", gateway.readyz)
     app.router.add_get("/metrics", gateway.metrics)
+    app.router.add_get("/openapi.json", openapi_handler(gateway))
     app.on_startup.append(_on_startup)
     app.on_cleanup.append(_on_cleanup)
     return app
@@ -284,8 +282,10 @@ def create_app(config: Config, triton_url: str) -> web.Application:
 
 async def _on_startup(app: web.Application) -> None:
     gateway = app[GATEWAY]
+    redact.register(gateway.config)
+    redact.install_log_filter()
     await gateway.upstream.start()
-    if await gateway.classifier.ready():
+    if await classifier_ready(gateway.classifier, gateway.config):
         await gateway.router.start()  # label check and route embeddings now, not on the first request
     else:
         log.warning("Triton at %s is not ready yet; /readyz says so until it is", gateway.classifier.triton_url)
@@ -300,7 +300,8 @@ async def _on_cleanup(app: web.Application) -> None:
         provider.shutdown()  # flush the last spans
 
 
-def serve_forever(config: Config, triton_url: str, host: str, port: int, reuse_port: bool = False) -> None:
+def serve_forever(config: Config, triton_url: str, host: str, port: int, reuse_port: bool = False,
+                  config_path: str | None = None) -> None:
     telemetry.setup_logging()
     telemetry.setup_tracing()
     try:
@@ -308,15 +309,15 @@ def serve_forever(config: Config, triton_url: str, host: str, port: int, reuse_p
         uvloop.install()
     except ImportError:
         pass
-    web.run_app(create_app(config, triton_url), host=host, port=port, reuse_port=reuse_port,
-                access_log=None, print=lambda msg: log.info(msg))
+    web.run_app(create_app(config, triton_url, host, config_path), host=host, port=port, reuse_port=reuse_port,
+                access_log=None, print=lambda msg: log.info(msg), **PARSER_LIMITS)
 
 
 def run_serve(args) -> int:
     telemetry.setup_logging()
     config = load_config(args.config)
     if args.workers <= 1:
-        serve_forever(config, args.triton_url, args.host, args.port)
+        serve_forever(config, args.triton_url, args.host, args.port, config_path=args.config)
         return 0
     return _serve_workers(config, args)
 
@@ -328,10 +329,12 @@ def _serve_workers(config: Config, args) -> int:
 
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="semroute-metrics-"))
     ctx = multiprocessing.get_context("spawn")
-    workers = [ctx.Process(target=serve_forever, args=(config, args.triton_url, args.host, args.port, True), daemon=True)
-               for _ in range(args.workers)]
+    workers = [ctx.Process(target=serve_forever, args=(config, args.triton_url, args.host, args.port, True, args.config),
+                           daemon=True) for _ in range(args.workers)]
     for w in workers:
         w.start()
+    # Workers reload on file changes themselves; a SIGHUP to this parent is passed on to each.
+    signal.signal(signal.SIGHUP, lambda *_: [os.kill(w.pid, signal.SIGHUP) for w in workers if w.pid])
     log.info("gateway on http://%s:%d with %d workers", args.host, args.port, args.workers)
     try:
         for w in workers:

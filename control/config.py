@@ -13,6 +13,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, model_validator
 
+from control.auth import Auth
+from control.limits import Limits
+from control.resilience import Resilience
 from control.routing_config import CacheConfig, EmbeddingRoute, Routing
 
 
@@ -43,6 +46,10 @@ class Backend(_Strict):
     api_key_env: str | None = Field(None, description="environment variable holding the API key")
     price: Price = Price()
     timeout_s: float = Field(120.0, gt=0, description="total time allowed for one upstream call")
+    connect_timeout_s: float = Field(5.0, gt=0, description="time allowed to open the connection")
+    first_byte_timeout_s: float = Field(60.0, gt=0, description="time allowed until the response headers, and for "
+                                                                 "streams again until the first chunk")
+    idle_timeout_s: float = Field(30.0, gt=0, description="streams: longest silence between two chunks")
     pii: Literal["allow", "block"] | PiiAllowTypes = Field("allow", description="may prompts with PII go to this backend")
     reasoning_family: Literal["qwen3", "deepseek", "openai"] | None = Field(
         None, description="how this backend turns reasoning on/off: chat_template_kwargs.enable_thinking, "
@@ -66,6 +73,9 @@ class Config(_Strict):
     routing: Routing
     routes: list[EmbeddingRoute] = Field(default_factory=list, description="embedding routes (signals for rules)")
     cache: CacheConfig = CacheConfig()
+    resilience: Resilience = Resilience()
+    auth: Auth = Auth()
+    limits: Limits = Limits()
 
     @model_validator(mode="after")
     def _references_exist(self) -> "Config":
@@ -75,7 +85,9 @@ class Config(_Strict):
             raise ValueError(f"backend names must be unique; repeated: {', '.join(dupes)}")
         if "auto" in names:
             raise ValueError("'auto' is reserved for routing and cannot name a backend")
-        for where, name in self.routing.backend_refs():
+        refs = self.routing.backend_refs()
+        refs += [(f"auth.keys.{k.name}.backends", b) for k in self.auth.keys for b in k.backends or []]
+        for where, name in refs:
             if name not in names:
                 raise ValueError(f"{where}: '{name}' is not a configured backend (backends: {', '.join(names)})")
         route_names = [r.name for r in self.routes]

@@ -39,7 +39,7 @@ class ChatCompletionRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
     model: str = Field(min_length=1)
     messages: list[Message] = Field(min_length=1)
-    stream: bool = False
+    stream: bool = Field(False, strict=True)  # "yes" or 1 would stream here but not upstream: refused
 
     def routing_text(self, context_turns: int = 0) -> str:
         """The text the classifier reads: the last user turn, after up to `context_turns`
@@ -87,9 +87,10 @@ class APIError(Exception):
     """An error the client sees in OpenAI's shape: {"error": {message, type, param, code}}."""
 
     def __init__(self, status: int, message: str, type: str = "invalid_request_error",
-                 code: str | None = None, param: str | None = None):
+                 code: str | None = None, param: str | None = None, headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status, self.message, self.type, self.code, self.param = status, message, type, code, param
+        self.headers = dict(headers or {})  # e.g. Retry-After on 429/503, WWW-Authenticate on 401
 
     def body(self) -> dict[str, Any]:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}

@@ -125,16 +125,20 @@ class TritonServer:
                 "--allow-metrics=true", "--allow-gpu-metrics=false", "--log-verbose=0",
                 "--exit-timeout-secs=10", *self.extra_args]
 
-    def start(self) -> "TritonServer":
+    def start(self, die_with_parent: bool | None = None) -> "TritonServer":
+        """die_with_parent: None = only when started from the main thread; True from a thread
+        that lives as long as the process (the restart supervisor), since the kernel signals
+        the child when the starting thread ends."""
         if self.process is not None and self.process.poll() is None:
             raise RuntimeError(f"Triton is already running (pid {self.process.pid})")
         self._check_repository()
         command = self.command(self.prepare_backends())
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        tie = _on_linux_main_thread() if die_with_parent is None else die_with_parent and sys.platform == "linux"
         with open(self.log_file, "wb") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                             env=self.environment(), start_new_session=True,
-                                            preexec_fn=_die_with_parent if _on_linux_main_thread() else None)
+                                            preexec_fn=_die_with_parent if tie else None)
         return self
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from pathlib import Path
 
@@ -32,8 +33,53 @@ def run_up(args) -> int:
                  time.perf_counter() - start, triton.grpc_url, args.metrics_port)
         report_backends(config)
         log.info("gateway: http://%s:%d/v1 (model \"auto\" routes)", args.host, args.port)
-        serve_forever(config, triton.grpc_url, args.host, args.port)
+        supervisor = TritonSupervisor(triton)
+        supervisor.start()
+        try:
+            serve_forever(config, triton.grpc_url, args.host, args.port, config_path=args.config)
+        finally:
+            supervisor.stop()  # before the server stops Triton: that exit is no crash
     return 0
+
+
+class TritonSupervisor(threading.Thread):
+    """Restarts the local Triton when it exits on its own, with exponential backoff.
+
+    Meanwhile the gateway routes degraded (no classifier) and /readyz says so. A thread, not
+    a task on the gateway's loop: waiting on the process and on readiness block. It lives as
+    long as the process, so a Triton it starts may still die with its parent (PDEATHSIG).
+    """
+
+    def __init__(self, server, first_backoff_s: float = 1.0, max_backoff_s: float = 30.0, stable_s: float = 60.0):
+        super().__init__(name="triton-supervisor", daemon=True)
+        self.server, self.first, self.max, self.stable_s = server, first_backoff_s, max_backoff_s, stable_s
+        self.restarts = 0
+        self._stopping = threading.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def run(self) -> None:
+        backoff, up_since = self.first, time.monotonic()
+        while not self._stopping.is_set():
+            code = self.server.process.wait()
+            if self._stopping.is_set():
+                return
+            if time.monotonic() - up_since > self.stable_s:
+                backoff = self.first  # it ran fine for a while: this is a new failure, not a crash loop
+            log.error("Triton exited with code %s; restarting in %.0fs. Log tail:\n%s", code, backoff, self.server.log_tail())
+            if self._stopping.wait(backoff):
+                return
+            backoff = min(backoff * 2, self.max)
+            try:
+                self.server.start(die_with_parent=True)
+                seconds = self.server.wait_ready()
+            except RuntimeError as exc:
+                log.error("Triton restart failed: %s", exc)
+                continue
+            self.restarts += 1
+            up_since = time.monotonic()
+            log.info("Triton restarted (restart %d), ready in %.1fs", self.restarts, seconds)
 
 
 def report_backends(config: Config) -> None:

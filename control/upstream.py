@@ -15,6 +15,7 @@ from opentelemetry.trace import SpanKind
 from control import metrics
 from control.config import Backend
 from control.protocol import APIError
+from control.redact import redact
 from control.telemetry import TRACER, inject_headers
 
 # Hop-by-hop and length headers are recomputed by our server; never copy them through.
@@ -53,16 +54,26 @@ class Upstream:
             key = backend.api_key()
             if key:
                 send["Authorization"] = f"Bearer {key}"
+            timeout = aiohttp.ClientTimeout(total=backend.timeout_s, sock_connect=backend.connect_timeout_s)
             try:
-                async with self.session.post(url, json=body, headers=send,
-                                             timeout=aiohttp.ClientTimeout(total=backend.timeout_s)) as resp:
+                # Bounded separately: a backend that accepts but never answers is given up on
+                # at first_byte_timeout_s, while a long answer may still run to timeout_s.
+                request = self.session.post(url, json=body, headers=send, timeout=timeout)
+                async with asyncio.timeout(backend.first_byte_timeout_s) as first_byte:
+                    response = await request
+                async with response as resp:
                     if resp.status >= 500:
-                        detail = (await resp.text())[:500]
+                        detail = redact((await resp.text(errors="replace"))[:500])  # it may echo our key
                         raise APIError(502, f"backend '{backend.name}' answered {resp.status}: {detail}",
                                        type="upstream_error", code="upstream_error")
                     yield resp
+            except aiohttp.ConnectionTimeoutError:
+                raise _failed(backend, APIError(504, f"backend '{backend.name}' did not accept a connection within "
+                                                f"{backend.connect_timeout_s:g}s", type="upstream_error",
+                                                code="upstream_connect_timeout")) from None
             except asyncio.TimeoutError:
-                raise _failed(backend, APIError(504, f"backend '{backend.name}' did not answer within {backend.timeout_s:g}s",
+                limit = backend.first_byte_timeout_s if first_byte.expired() else backend.timeout_s
+                raise _failed(backend, APIError(504, f"backend '{backend.name}' did not answer within {limit:g}s",
                                                 type="upstream_error", code="upstream_timeout")) from None
             except aiohttp.ClientError as exc:
                 raise _failed(backend, APIError(502, f"backend '{backend.name}' is unreachable: {type(exc).__name__}",

@@ -155,16 +155,24 @@ def test_unknown_path_is_openai_shaped(gateway):
     assert_openai_error(requests.get(f"{gateway.url}/v1/nothing", timeout=5), 404, "not_found")
 
 
-def test_triton_down_gives_503_and_not_ready(stubs, tmp_path):
+def test_triton_down_degrades_to_default(stubs, tmp_path):
     dead = GatewayProcess(gateway_config(stubs), f"127.0.0.1:{free_port()}", tmp_path).start()
     try:
+        # "auto" without a classifier: answered by routing.default, and the answer says so
         resp = requests.post(f"{dead.url}/v1/chat/completions", timeout=20,
-                             json={"model": "auto", "messages": [{"role": "user", "content": "hi"}]})
-        assert_openai_error(resp, 503, "classifier_unavailable")
-        assert requests.get(f"{dead.url}/readyz", timeout=20).status_code == 503
-        # a named backend needs no classifier and still works
+                             json={"model": "auto", "messages": [{"role": "user", "content": CODING_PROMPT}]})
+        assert resp.status_code == 200, resp.text
+        assert resp.headers["x-semroute-model"] == "cheap" and resp.headers["x-semroute-rule"] == "default"
+        assert resp.headers["x-semroute-degraded"] == "classifier_unavailable"
+        assert resp.json()["choices"][0]["message"]["content"] == "answer from cheap"
+        ready = requests.get(f"{dead.url}/readyz", timeout=20)
+        assert ready.status_code == 200 and ready.json()["status"] == "degraded" and ready.json()["classifier"] is False
+        # the decision endpoint has nothing to explain without signals: an OpenAI-shaped 503
+        assert_openai_error(requests.post(f"{dead.url}/v1/route", json={"text": "hi"}, timeout=20),
+                            503, "classifier_unavailable")
+        # a named backend needs no classifier and is not marked degraded
         ok = requests.post(f"{dead.url}/v1/chat/completions", timeout=20,
                            json={"model": "cheap", "messages": [{"role": "user", "content": "hi"}]})
-        assert ok.status_code == 200
+        assert ok.status_code == 200 and "x-semroute-degraded" not in ok.headers
     finally:
         dead.stop()

@@ -1,0 +1,217 @@
+"""Client API keys: who may call the gateway, which backends each key may reach, how fast.
+
+The config never holds a key in clear: either its SHA-256 (hex) or the name of an environment
+variable that holds it (`key_env`). Clients send `Authorization: Bearer <key>`, as the OpenAI
+SDKs do. `auth.mode: auto` (the default) turns auth on when the gateway listens beyond
+loopback, so a gateway exposed by mistake lets no one in.
+
+Rate limits are token buckets per key and per process (with `--workers N` each worker has
+its own buckets). Requests are counted on arrival; tokens are admitted against an estimate of
+the prompt and charged after the answer with the backend's usage (or an estimate), so a key
+may run into debt and then waits until the bucket refills.
+"""
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import math
+import os
+import time
+from collections.abc import Callable
+from typing import Literal
+
+from aiohttp import web
+from prometheus_client import Counter
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+
+from control.protocol import APIError
+
+REJECTED = Counter("semroute_auth_rejections_total", "Requests refused by auth or rate limits", ["reason"])
+OPEN_PATHS = ("/healthz", "/readyz", "/metrics", "/openapi.json")  # probes and scrapers carry no key
+
+
+class ApiKey(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, description="who holds the key (logs, metrics, errors)")
+    sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$", description="hex SHA-256 of the key")
+    key_env: str | None = Field(None, min_length=1, description="environment variable holding the key itself")
+    backends: list[str] | None = Field(None, description="backends this key may reach (default: all)")
+    requests_per_minute: int | None = Field(None, gt=0)
+    tokens_per_minute: int | None = Field(None, gt=0, description="prompt + completion tokens")
+    _digest: str = PrivateAttr("")
+
+    @model_validator(mode="after")
+    def _resolve(self) -> "ApiKey":
+        if (self.sha256 is None) == (self.key_env is None):
+            raise ValueError("give exactly one of 'sha256' or 'key_env'")
+        if self.key_env is not None:
+            value = os.environ.get(self.key_env)
+            if not value:
+                raise ValueError(f"key_env: ${self.key_env} is not set")
+            self._digest = digest(value)
+        else:
+            self._digest = self.sha256
+        return self
+
+    def allows(self, backend: str) -> bool:
+        return self.backends is None or backend in self.backends
+
+
+class Auth(BaseModel):
+    """The `auth:` section."""
+    model_config = ConfigDict(extra="forbid")
+    mode: Literal["auto", "on", "off"] = Field("auto", description="auto: on when listening beyond loopback")
+    keys: list[ApiKey] = Field(default_factory=list)
+    _by_digest: dict[str, ApiKey] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _index(self) -> "Auth":
+        names = [k.name for k in self.keys]
+        if len(set(names)) != len(names):
+            raise ValueError("key names must be unique")
+        self._by_digest = {k._digest: k for k in self.keys}
+        if len(self._by_digest) != len(self.keys):
+            raise ValueError("two keys have the same value")
+        return self
+
+    def enabled(self, host: str) -> bool:
+        return self.mode == "on" or (self.mode == "auto" and not is_loopback(host))
+
+    def lookup(self, presented: str) -> ApiKey | None:
+        # Hash first: the dict lookup then compares digests, never the secret itself.
+        return self._by_digest.get(digest(presented))
+
+    def problem(self, host: str) -> str | None:
+        """Why this section cannot serve on `host` (auth on but no key), else None."""
+        if self.enabled(host) and not self.keys:
+            return (f"auth is on (mode {self.mode}, listening on {host}) but auth.keys is empty: "
+                    "add keys, or set auth.mode: off to serve without keys")
+        return None
+
+
+def digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost, or "" (all interfaces)
+
+
+class Bucket:
+    """Token bucket refilled continuously at `per_minute`; its level may go below zero (debt)."""
+
+    def __init__(self, per_minute: int):
+        self.per_minute = per_minute
+        self.level = float(per_minute)
+        self.at = time.monotonic()
+
+    def _refill(self) -> None:
+        now = time.monotonic()
+        self.level = min(self.per_minute, self.level + (now - self.at) * self.per_minute / 60)
+        self.at = now
+
+    def wait_s(self, amount: float) -> float:
+        """Seconds until `amount` is available (capped at the capacity, so it is never forever)."""
+        self._refill()
+        missing = min(amount, self.per_minute) - self.level
+        return max(0.0, missing * 60 / self.per_minute)
+
+    def take(self, amount: float) -> None:
+        self._refill()
+        self.level -= amount
+
+
+class Authenticator:
+    """Checks keys and limits per request; the buckets outlive config reloads."""
+
+    def __init__(self, auth_of: Callable[[], Auth], host: str):
+        self.auth_of, self.host = auth_of, host
+        self.buckets: dict[tuple[str, str], Bucket] = {}
+
+    def bucket(self, key: ApiKey, kind: str) -> Bucket | None:
+        per_minute = key.requests_per_minute if kind == "requests" else key.tokens_per_minute
+        if per_minute is None:
+            return None
+        current = self.buckets.get((key.name, kind))
+        if current is None or current.per_minute != per_minute:  # new key or a reloaded limit
+            current = self.buckets[(key.name, kind)] = Bucket(per_minute)
+        return current
+
+    def middleware(self):
+        @web.middleware
+        async def authenticate(request: web.Request, handler):
+            auth = self.auth_of()
+            if request.path in OPEN_PATHS or not auth.enabled(self.host):
+                return await handler(request)
+            key = self.identify(request, auth)
+            self.admit(key, "requests", 1)
+            self.admit(key, "tokens", 1)  # a key in token debt waits before anything else
+            request["api_key"] = key
+            return await handler(request)
+        return authenticate
+
+    def identify(self, request: web.Request, auth: Auth) -> ApiKey:
+        scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not presented.strip():
+            REJECTED.labels(reason="missing_key").inc()
+            raise APIError(401, "no API key: send 'Authorization: Bearer <key>'", code="invalid_api_key",
+                           headers={"WWW-Authenticate": "Bearer"})
+        key = auth.lookup(presented.strip())
+        if key is None:
+            REJECTED.labels(reason="invalid_key").inc()
+            raise APIError(401, "the API key is not valid", code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
+        return key
+
+    def admit(self, key: ApiKey, kind: str, amount: float) -> None:
+        bucket = self.bucket(key, kind)
+        if bucket is None:
+            return
+        wait = bucket.wait_s(amount)
+        if wait > 0:
+            REJECTED.labels(reason=f"rate_limit_{kind}").inc()
+            raise APIError(429, f"rate limit of key '{key.name}' reached: {bucket.per_minute} {kind} per minute; "
+                                f"retry in {math.ceil(wait)}s", type=kind, code="rate_limit_exceeded",
+                           headers={"Retry-After": str(math.ceil(wait)), f"x-ratelimit-limit-{kind}": str(bucket.per_minute)})
+        if kind == "requests":
+            bucket.take(amount)
+
+    def admit_tokens(self, request: web.Request, estimate: int) -> None:
+        """Before routing: the key must have room for the prompt's estimated tokens."""
+        key = request.get("api_key")
+        if key is not None:
+            self.admit(key, "tokens", estimate)
+
+    def charge(self, request: web.Request, tokens: int) -> None:
+        key = request.get("api_key")
+        bucket = self.bucket(key, "tokens") if key is not None else None
+        if bucket is not None:
+            bucket.take(tokens)
+
+    def allowed(self, request: web.Request, backend: str) -> bool:
+        key = request.get("api_key")
+        return key is None or key.allows(backend)
+
+    def restrict(self, request: web.Request, candidates: tuple[str, ...], passthrough: bool) -> tuple[str, ...]:
+        """The candidates this key may use. A named backend it may not use is a 403; for
+        "auto", a route outside its backends falls back to the first backend it may use."""
+        key = request.get("api_key")
+        if key is None or key.backends is None:
+            return candidates
+        allowed = tuple(c for c in candidates if key.allows(c))
+        if allowed:
+            return allowed
+        if passthrough or not key.backends:
+            REJECTED.labels(reason="backend_not_allowed").inc()
+            raise APIError(403, f"key '{key.name}' may not use model '{candidates[0]}'; it may use: "
+                                f"{', '.join(key.backends) or 'none'}", code="model_not_allowed", param="model")
+        return (key.backends[0],)
+
+
+def estimate_tokens(chars: int) -> int:
+    """About 4 characters per token for English text: an estimate used before usage is known."""
+    return max(1, chars // 4)

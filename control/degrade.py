@@ -1,0 +1,142 @@
+"""Routing without the classifier: a time budget around it, a breaker, and a degraded decision.
+
+When Triton is unreachable, slow past `resilience.classifier.timeout_s`, or serves without the
+model, a `model: "auto"` request is still answered: the routing rules whose conditions need no
+signal (keywords, regex, tools, images, max_tokens, prompt length counted by the local
+tokenizer) are tried, then `routing.default`. The response says so in `x-semroute-degraded`.
+After repeated failures a breaker skips the classifier for a cooldown (no request waits out
+the budget meanwhile), then lets one request probe it.
+
+PII rules cannot be honoured without the classifier, so a degraded request only goes to
+backends that accept any PII (`pii: allow`): privacy fails closed, availability degrades.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from dataclasses import dataclass
+
+import numpy as np
+from prometheus_client import Counter
+
+from control.config import Config
+from control.policy import Candidate, Decision, RequestFeatures, matches, split
+from control.protocol import AUTO_MODEL, APIError, ChatCompletionRequest
+from control.resilience import CircuitBreaker
+from control.router import Routed, Router
+from control.signals import ReadInfo, Signals
+
+log = logging.getLogger("semroute.degrade")
+DEGRADED = Counter("semroute_degraded_total", "model=auto requests routed without the classifier", ["reason"])
+CLASSIFIER_CODES = ("classifier_unavailable", "classifier_timeout")
+# Conditions a rule may use and still be applied without the classifier.
+SIGNAL_FREE = {"keywords", "regex", "tools", "images", "min_max_tokens", "min_prompt_tokens", "max_prompt_tokens"}
+
+
+@dataclass
+class DegradedRouted(Routed):
+    degraded: str = ""  # the reason code, sent as x-semroute-degraded
+
+
+class ClassifierGuard:
+    """Wraps Router.route: budget + breaker for the classifier, degraded decisions on failure."""
+
+    def __init__(self):
+        self.breaker = CircuitBreaker("classifier")
+        self.problem: str | None = None  # the last failure, until a classification succeeds
+
+    async def route(self, router: Router, chat: ChatCompletionRequest, session_id: str | None, config: Config,
+                    degrade: bool = True) -> Routed:
+        """router.route within the budget; degraded (or, with degrade=False, a 503) on failure."""
+        if chat.model != AUTO_MODEL:
+            return await router.route(chat, session_id)  # no classifier involved
+        try:
+            return await self._classified(router, chat, session_id, config)
+        except APIError as err:
+            if not degrade or err.code not in CLASSIFIER_CODES:
+                raise
+            return self.degraded(router, chat, config, err)
+
+    async def _classified(self, router: Router, chat: ChatCompletionRequest, session_id: str | None,
+                          config: Config) -> Routed:
+        budget = config.resilience.classifier
+        if not self.breaker.allow(budget.circuit):
+            raise APIError(503, f"the classifier is cooling down after failures ({self.problem})",
+                           type="service_unavailable", code="classifier_unavailable",
+                           headers={"Retry-After": str(self.breaker.retry_after(budget.circuit))})
+        try:
+            async with asyncio.timeout(budget.timeout_s):
+                routed = await router.route(chat, session_id)
+        except TimeoutError:
+            self._failed(budget, f"no answer within {budget.timeout_s:g}s")
+            raise APIError(503, f"the classifier did not answer within {budget.timeout_s:g}s",
+                           type="service_unavailable", code="classifier_timeout") from None
+        except APIError as err:
+            if err.code in CLASSIFIER_CODES:
+                self._failed(budget, err.message)
+            else:
+                self.breaker.success()  # it classified; the request itself was refused (403, 404, ...)
+            raise
+        except BaseException:
+            self.breaker.release()
+            raise
+        self.breaker.success()
+        self.problem = None
+        return routed
+
+    def _failed(self, budget, problem: str) -> None:
+        if self.problem is None:
+            log.warning("classifier failing, routing degraded: %s", problem)
+        self.problem = problem
+        self.breaker.failure(budget.circuit)
+
+    def degraded(self, router: Router, chat: ChatCompletionRequest, config: Config, err: APIError) -> Routed:
+        text = chat.routing_text(config.routing.sessions.context_turns)
+        tokens = router.classifier.encode(text).read.tokens  # the local tokenizer needs no Triton
+        features = RequestFeatures(prompt=text, prompt_tokens=tokens, tools=chat.has_tools(),
+                                   images=chat.has_images(), max_tokens=chat.requested_max_tokens())
+        decision = degraded_decision(features, config, err.code, err.message)
+        DEGRADED.labels(reason=err.code).inc()
+        return DegradedRouted(decision, None, text=text, degraded=err.code)
+
+    def ready_problem(self, config: Config) -> str | None:
+        """Why routing is degraded now, though Triton answers: the breaker is still cooling down."""
+        if self.breaker.state(config.resilience.classifier.circuit) == "open":
+            return f"classifier circuit open after failures ({self.problem})"
+        return None
+
+
+def degraded_decision(features: RequestFeatures, config: Config, code: str, why: str) -> Decision:
+    """The first signal-free rule that matches, else routing.default; PII-safe backends only."""
+    routing = config.routing
+    backends, rule, reason = [routing.default], "default", "routing.default"
+    for candidate in sorted(routing.rules, key=lambda r: -r.priority):
+        if signal_free(candidate.when) and matches(candidate.when, BLANK, features, routing.min_confidence) is not None:
+            backends, rule, reason = split(candidate, random.random()), f"rule:{candidate.name}", f"rule '{candidate.name}'"
+            break
+    allowed = [b for b in dict.fromkeys(backends + [routing.default]) if config.backend(b).pii == "allow"]
+    if not allowed:
+        raise APIError(503, f"the classifier is unavailable ({why}) and no candidate backend may receive "
+                            "unchecked PII", type="service_unavailable", code=code)
+    out_tokens = features.max_tokens if features.max_tokens is not None else routing.expected_output_tokens
+    costs = tuple(Candidate(b, config.backend(b).model, config.backend(b).price.cost(features.prompt_tokens, out_tokens))
+                  for b in allowed)
+    return Decision(backend=allowed[0], model=config.backend(allowed[0]).model, rule=rule,
+                    reason=f"degraded ({code}: {why}): {reason} without the classifier",
+                    candidates=tuple(allowed), costs=costs, confidence=0.0)
+
+
+def signal_free(when) -> bool:
+    given = {name for name, value in when if value is not None and name != "min_confidence"}
+    return given <= SIGNAL_FREE
+
+
+def degraded_headers(routed: Routed) -> dict[str, str]:
+    """`x-semroute-degraded: <reason code>` on answers routed without the classifier."""
+    return {"x-semroute-degraded": routed.degraded} if isinstance(routed, DegradedRouted) else {}
+
+
+# Stands in for signals in signal-free rules: `matches` reads top labels and PII eagerly.
+BLANK = Signals(domain={"none": 0.0}, task={"none": 0.0}, jailbreak_prob=0.0, strong_prob=0.0, pii=[],
+                read=ReadInfo(0, 0, 0), embedding=np.zeros(1, dtype=np.float32))

@@ -1,0 +1,115 @@
+"""Request limits: what a client may send before any work is done for it.
+
+Every refusal is a 4xx in OpenAI's error shape. Checks run cheapest first: headers (in a
+middleware), content type, declared length, the body as it streams in (so an oversized
+chunked body is never buffered whole), then strict JSON (orjson: valid UTF-8 only, no lone
+surrogates, no NaN, no RecursionError on deep nesting), then depth, message count and size.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import orjson
+from aiohttp import web
+from prometheus_client import Counter
+from pydantic import BaseModel, ConfigDict, Field
+
+from control.protocol import APIError
+
+REJECTED = Counter("semroute_limit_rejections_total", "Requests refused by a limit", ["code"])
+JSON_TYPES = ("application/json",)
+
+
+class Limits(BaseModel):
+    """The `limits:` section."""
+    model_config = ConfigDict(extra="forbid")
+    max_body_bytes: int = Field(8 * 1024 * 1024, gt=0, description="request body size")
+    max_header_bytes: int = Field(32 * 1024, gt=0, description="all request headers together (names + values)")
+    max_messages: int = Field(2048, gt=0, description="messages in one chat request")
+    max_chars: int = Field(2_000_000, gt=0, description="text characters in all messages (or /v1/route text) together")
+    max_json_depth: int = Field(64, gt=0, description="nesting depth of the JSON body")
+
+
+# aiohttp's own parser refuses longer header lines with a plain-text 400 before our code runs;
+# it is set above any sensible max_header_bytes so that our check (OpenAI-shaped 431) answers.
+PARSER_LIMITS = {"max_line_size": 64 * 1024, "max_field_size": 64 * 1024}
+
+
+def refuse(status: int, message: str, code: str, param: str | None = None) -> APIError:
+    REJECTED.labels(code=code).inc()
+    return APIError(status, message, code=code, param=param)
+
+
+def headers_middleware(limits_of: Callable[[], Limits]):
+    @web.middleware
+    async def check_headers(request: web.Request, handler):
+        limit = limits_of().max_header_bytes
+        size = sum(len(k) + len(v) + 4 for k, v in request.raw_headers)  # ": " and CRLF per line
+        if size > limit:
+            raise refuse(431, f"request headers are {size} bytes; the limit is {limit}", "request_header_fields_too_large")
+        return await handler(request)
+    return check_headers
+
+
+async def read_json(request: web.Request, limits: Limits) -> dict:
+    """The body as a JSON object, or an OpenAI-shaped 4xx saying which limit it broke."""
+    check_content_type(request)
+    raw = await read_body(request, limits.max_body_bytes)
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        text = str(exc)
+        code = ("invalid_encoding" if "UTF-8" in text or "surrogate" in text
+                else "json_too_deep" if "depth limit" in text else "invalid_json")
+        raise refuse(400, f"request body is not valid JSON: {exc}", code) from None
+    if not isinstance(body, dict):
+        raise refuse(400, "request body must be a JSON object", "invalid_json")
+    if too_deep(body, limits.max_json_depth):
+        raise refuse(400, f"request body nests deeper than {limits.max_json_depth} levels", "json_too_deep")
+    return body
+
+
+def check_content_type(request: web.Request) -> None:
+    """JSON only. A request without Content-Type is read as JSON (curl -d sends form type: refused)."""
+    if "Content-Type" not in request.headers:
+        return
+    if request.content_type not in JSON_TYPES:
+        raise refuse(415, f"Content-Type must be application/json, not '{request.content_type}'",
+                     "unsupported_media_type")
+    charset = (request.charset or "utf-8").lower()
+    if charset not in ("utf-8", "utf8"):
+        raise refuse(415, f"the body must be UTF-8, not charset '{charset}'", "unsupported_media_type")
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    if request.content_length is not None and request.content_length > limit:
+        raise refuse(413, f"request body is {request.content_length} bytes; the limit is {limit}", "request_too_large")
+    parts, size = [], 0
+    while chunk := await request.content.readany():
+        size += len(chunk)
+        if size > limit:
+            raise refuse(413, f"request body exceeds the limit of {limit} bytes", "request_too_large")
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def too_deep(value, limit: int) -> bool:
+    """Iterative walk (no recursion to exhaust); stops at the first path deeper than `limit`."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+def check_messages(texts: list[str], limits: Limits) -> int:
+    """Message count and total characters; returns the characters (for token estimates)."""
+    if len(texts) > limits.max_messages:
+        raise refuse(400, f"{len(texts)} messages; the limit is {limits.max_messages}", "too_many_messages", "messages")
+    chars = sum(len(t) for t in texts)
+    if chars > limits.max_chars:
+        raise refuse(400, f"{chars} characters of text; the limit is {limits.max_chars}", "context_too_large", "messages")
+    return chars

@@ -1,0 +1,161 @@
+"""The gateway's OpenAPI 3.1 description, served at /openapi.json.
+
+Request bodies come from the pydantic models the gateway validates with (control/protocol.py),
+so the spec cannot drift from the code; responses the gateway relays from a backend are
+described loosely, as they are the backend's. Built per request from the live config: the
+`model` field lists the configured backends as examples, and the bearer scheme is required
+only when auth is on.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import models_json_schema
+
+from control.protocol import AUTO_MODEL, ChatCompletionRequest, RouteRequest
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorResponse(BaseModel):
+    """OpenAI's error shape; every error of the gateway has it."""
+    error: ErrorDetail
+
+
+class ChatCompletion(BaseModel):
+    """The backend's answer, relayed unchanged (OpenAI chat.completion)."""
+    model_config = ConfigDict(extra="allow")
+    choices: list[dict]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: str
+    object: Literal["model"]
+    created: int
+    owned_by: str
+
+
+class ModelList(BaseModel):
+    object: Literal["list"]
+    data: list[Model]
+
+
+class RouteDecision(BaseModel):
+    """The decision alone (see README: `POST /v1/route`)."""
+    model_config = ConfigDict(extra="allow")
+    backend: str
+    model: str
+    rule: str
+    reason: str
+    candidates: list[str]
+    signals: dict | None
+    timings_ms: dict[str, float]
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    status: Literal["ready", "degraded"]
+    classifier: bool
+    degraded: str | None = Field(description="why routing goes without the classifier, when it does")
+
+
+# One server-sent event: `data` is a chat.completion.chunk as JSON, `[DONE]`, or an error object.
+SSE_EVENT = {"type": "object", "required": ["data"],
+             "properties": {"data": {"type": "string"}, "event": {"type": "string"}, "id": {"type": "string"}}}
+MODELS = (ChatCompletionRequest, RouteRequest, ErrorResponse, ChatCompletion, ModelList, RouteDecision, Health, Readiness)
+ERRORS = {
+    "400": "malformed JSON, a bad field, too many messages or characters, JSON nested too deep",
+    "401": "no API key, or not a valid one (auth on)",
+    "403": "the key may not use this backend; the prompt was blocked (jailbreak, PII policy)",
+    "404": "unknown model",
+    "413": "body larger than limits.max_body_bytes",
+    "415": "Content-Type is not application/json (UTF-8)",
+    "429": "the key's request or token rate limit (Retry-After says when), or every backend's own 429",
+    "431": "headers larger than limits.max_header_bytes",
+    "502": "every candidate backend failed (unreachable, 5xx, reset)",
+    "503": "every candidate backend is cooling down (Retry-After), or the classifier is unavailable (/v1/route)",
+    "504": "every candidate backend timed out",
+}
+
+
+def build_spec(config, auth_on: bool) -> dict:
+    _, top = models_json_schema([(m, "validation") for m in MODELS], ref_template="#/components/schemas/{model}")
+    schemas = top["$defs"]
+    names = [AUTO_MODEL] + [b.name for b in config.backends]
+    # A configured name or any other string (answered 404): generators and readers see the real ones.
+    schemas["ChatCompletionRequest"]["properties"]["model"] = {
+        "anyOf": [{"enum": names}, {"type": "string", "minLength": 1}], "examples": names,
+        "description": "'auto' routes; a backend's name passes through"}
+    security = [{"bearer": []}] if auth_on else []
+    paths = {
+        "/v1/chat/completions": {"post": _operation(
+            "Chat completion: model 'auto' routes, a backend's name passes through", "ChatCompletionRequest",
+            {"200": {"description": "the backend's answer; with stream=true server-sent events ending in "
+                                    "`data: [DONE]`, or an error event when the backend fails midway",
+                     "content": {"application/json": _ref("ChatCompletion"),
+                                 "text/event-stream": {"schema": SSE_EVENT}}},
+             "4XX": _error("a backend's own 4xx answer, relayed as is")},
+            ["400", "401", "403", "404", "413", "415", "429", "431", "502", "503", "504"], security)},
+        "/v1/route": {"post": _operation(
+            "The routing decision alone: backend, rule, reason, every signal", "RouteRequest",
+            {"200": {"description": "the decision", "content": {"application/json": _ref("RouteDecision")}}},
+            ["400", "401", "403", "413", "415", "429", "431", "503"], security)},
+        "/v1/models": {"get": {"summary": "'auto' and every backend the key may use", "security": security,
+                               "responses": {"200": {"description": "models", "content": {"application/json": _ref("ModelList")}},
+                                             **{s: _error(ERRORS[s]) for s in ("401", "429", "431")}}}},
+        "/healthz": {"get": _plain("the process is up", "Health")},
+        "/readyz": {"get": _plain("ready, or degraded (routing without the classifier)", "Readiness")},
+        "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {
+            "description": "text exposition format", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+        "/openapi.json": {"get": {"summary": "this document", "responses": {"200": {
+            "description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}}}}},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "semroute gateway", "version": "0.1.0",
+                 "description": "OpenAI-compatible semantic LLM router. Errors use OpenAI's shape."},
+        "paths": paths,
+        "components": {"schemas": schemas,
+                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+    }
+
+
+def _ref(name: str) -> dict:
+    return {"schema": {"$ref": f"#/components/schemas/{name}"}}
+
+
+def _error(description: str) -> dict:
+    return {"description": description, "content": {"application/json": _ref("ErrorResponse")}}
+
+
+def _plain(summary: str, schema: str) -> dict:
+    return {"summary": summary, "responses": {"200": {"description": summary, "content": {"application/json": _ref(schema)}}}}
+
+
+def _operation(summary: str, request: str, ok: dict, errors: list[str], security: list) -> dict:
+    headers = [{"name": "x-session-id", "in": "header", "required": False, "schema": {"type": "string"},
+                "description": "a conversation id: sticky routing"},
+               {"name": "x-request-id", "in": "header", "required": False, "schema": {"type": "string"}}]
+    return {"summary": summary, "security": security, "parameters": headers,
+            "requestBody": {"required": True, "content": {"application/json": _ref(request)}},
+            "responses": {**ok, **{s: _error(ERRORS[s]) for s in errors}}}
+
+
+def openapi_handler(gateway):
+    """The /openapi.json handler for this gateway (its live config and auth state)."""
+    async def handler(request: web.Request) -> web.Response:
+        auth = gateway.auth
+        return web.json_response(build_spec(gateway.config, auth.auth_of().enabled(auth.host)))
+    return handler
