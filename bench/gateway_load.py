@@ -27,7 +27,8 @@ def measure(targets: dict[str, tuple[str, str]], prompts: list[str], concurrency
     """targets: name → (base URL, model). The first is the direct baseline."""
     rows = []
     for name, (url, model) in targets.items():
-        result = run(name, url, chat_bodies(model, prompts), concurrency=concurrency, total=total, seconds=seconds)
+        result = run(name, url, chat_bodies(model, prompts), concurrency=concurrency, total=total, seconds=seconds,
+                     classified=model == "auto")
         print(result.line(), flush=True)
         row = result.row()
         row.pop("extra", None)

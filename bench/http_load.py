@@ -16,8 +16,9 @@ def chat_bodies(model: str, prompts: list[str]) -> list[bytes]:
 
 
 async def chat_load(name: str, base_url: str, bodies: list[bytes], *, concurrency: int, total: int,
-                    seconds: float, warmup: int = 20) -> LoadResult:
-    """POST {base_url}/v1/chat/completions; a non-2xx answer counts as an error."""
+                    seconds: float, warmup: int = 20, classified: bool = False) -> LoadResult:
+    """POST {base_url}/v1/chat/completions; a non-2xx answer counts as an error, and so does,
+    with `classified`, an answer routed without the classifier (x-semroute-degraded, no category)."""
     if not base_url.startswith(("http://127.", "http://localhost")):
         raise ValueError(f"load tests target loopback only, not {base_url}")
     url = f"{base_url.rstrip('/')}/v1/chat/completions"
@@ -29,6 +30,9 @@ async def chat_load(name: str, base_url: str, bodies: list[bytes], *, concurrenc
                 await resp.read()
                 if resp.status >= 300:
                     raise RuntimeError(f"HTTP {resp.status}")
+                if classified and ("x-semroute-degraded" in resp.headers
+                                   or resp.headers.get("x-semroute-category", "none") == "none"):
+                    raise RuntimeError("answered without classification")
 
         return await closed_loop(name, call, concurrency=concurrency, total=total, seconds=seconds,
                                  warmup=min(warmup, total))

@@ -25,9 +25,9 @@ from export.labels import MAX_SEQ_LEN, MODEL_NAME
 
 OUTPUTS = ("embedding", "domain_probs", "task_probs", "jailbreak_prob", "strong_prob", "pii_logits")
 _REQUESTED = [grpcclient.InferRequestedOutput(n) for n in OUTPUTS]  # built once: they never change
-# Padded row widths (tokens). Powers of two up to the chunk size: at most 2x padding on a row,
-# five shapes for Triton to batch together.
-LENGTH_BUCKETS = (16, 32, 64, 128, 256)
+# Padded row widths (tokens), up to the chunk size. Eight shapes for Triton to batch together;
+# on the bench's real prompts they cost 15% padding (powers of two alone: 26%, bench/RESULTS.md).
+LENGTH_BUCKETS = (16, 32, 48, 64, 96, 128, 192, 256)
 
 
 @dataclass

@@ -29,6 +29,10 @@ EXPORT_CODE = [Path(__file__).parent / name for name in ("onnx_export.py", "mode
 
 PYTHON_BACKEND = 'backend: "python"'
 DEFAULT_INTRA_OP_THREADS = 2
+# ONNX Runtime's idle intra-op threads sleep instead of spinning: on the 2-core machine the
+# gateway, Triton and ORT share, spinning threads took the cores the others needed (real
+# prompts, gateway path, c=64: 22.1 → 36.2 req/s; bench/triton_tuning.py, bench/RESULTS.md).
+DEFAULT_INTRA_OP_SPINNING = "0"
 
 
 def output_dims() -> dict[str, list[int]]:
@@ -51,6 +55,7 @@ def model_parameters(intra_op_threads: int = DEFAULT_INTRA_OP_THREADS, calibrati
         "embedding_dim": str(labels.EMBEDDING_DIM),
         "max_seq_len": str(labels.MAX_SEQ_LEN),
         "intra_op_threads": str(intra_op_threads),
+        "intra_op_spinning": DEFAULT_INTRA_OP_SPINNING,
     }
 
 

@@ -117,7 +117,7 @@ async def test_long_prompts_cost_chunks_linear_in_length(triton, classifier):
 
 
 def test_buckets_bound_padding_and_group_rows():
-    assert [bucket_width(n) for n in (1, 16, 17, 100, 256)] == [16, 16, 32, 128, 256]
+    assert [bucket_width(n) for n in (1, 16, 17, 33, 100, 256)] == [16, 16, 32, 48, 128, 256]
     assert bucket_width(300) == 300  # never shorter than the row
     lengths = [5, 200, 17, 256, 9, 40] * 30
     groups = bucket_rows(lengths, max_batch=32)

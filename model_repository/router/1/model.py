@@ -25,6 +25,9 @@ class TritonPythonModel:
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(params.get("intra_op_threads", 2))
         options.inter_op_num_threads = 1
+        # Spinning idle threads burn the cores the gateway and Triton's own threads need on a
+        # small CPU; "0" makes them sleep (bench/RESULTS.md: Triton tuning).
+        options.add_session_config_entry("session.intra_op.allow_spinning", params.get("intra_op_spinning", "1"))
         onnx_path = Path(__file__).parent / "model.onnx"
         self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
         pb_utils.Logger.log_info(f"router: {onnx_path} on ONNX Runtime {ort.__version__} CPU, "
@@ -61,7 +64,21 @@ class TritonPythonModel:
         return ids, mask
 
     def _run_together(self, batch):
-        """One session.run over every request; returns per-request output dicts."""
+        """Per-request output dicts, in order. Requests are grouped by width (WIDTH_GROUPS) and
+        each group is one session.run padded to its longest: a short request never pays for a
+        long one's padding (a 256-token chunk in a batch of 32-token rows would otherwise
+        multiply the work by 8), and there are at most len(WIDTH_GROUPS) runs."""
+        groups = {}
+        for k, (ids, _) in enumerate(batch):
+            groups.setdefault(_width_group(ids.shape[1]), []).append(k)
+        results = [None] * len(batch)
+        for members in groups.values():
+            for k, result in zip(members, self._run_padded([batch[k] for k in members])):
+                results[k] = result
+        return results
+
+    def _run_padded(self, batch):
+        """One session.run over requests right-padded to the longest of them."""
         width = max(ids.shape[1] for ids, _ in batch)
         ids = np.concatenate([_pad(ids, width) for ids, _ in batch])
         mask = np.concatenate([_pad(mask, width) for _, mask in batch])
@@ -80,6 +97,15 @@ class TritonPythonModel:
             return self._run_together([(ids, mask)])[0]
         except Exception as exc:  # noqa: BLE001 — e.g. a token id beyond the vocabulary
             return _error(f"inference failed: {exc}")
+
+
+# The gateway's length buckets (control/signals.py LENGTH_BUCKETS): its requests fall into
+# these groups whole; any other client's widths are rounded up to one of them.
+WIDTH_GROUPS = (16, 32, 48, 64, 96, 128, 192, 256)
+
+
+def _width_group(width):
+    return next((g for g in WIDTH_GROUPS if g >= width), width)
 
 
 def _pad(array, width):
