@@ -236,7 +236,8 @@ def parse_model(model, body: dict):
 
 @web.middleware
 async def errors_middleware(request: web.Request, handler):
-    request["request_id"] = request.headers.get("x-request-id") or uuid.uuid4().hex
+    # A client's id is echoed and logged: capped, so it cannot blow up headers or log lines.
+    request["request_id"] = request.headers.get("x-request-id", "")[:128] or uuid.uuid4().hex
     try:
         return await handler(request)
     except APIError as err:

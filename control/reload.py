@@ -75,6 +75,7 @@ class ConfigReloader:
 
     async def reload(self, trigger: str) -> bool:
         async with self._lock:
+            self._seen = self._stamp()  # the watcher need not load this same file again
             try:
                 await self.install(load_config(self.path))
             except (ConfigError, ValueError) as exc:
