@@ -31,7 +31,7 @@ ROUTES = {
 
 async def triton_classify_load(triton_url: str, prompts: list[str], *, concurrency: int, total: int,
                                seconds: float, batching: bool = True, name: str | None = None,
-                               on_start=None) -> LoadResult:
+                               on_start=None, cpu_pids: list[int] | None = None) -> LoadResult:
     inner = Classifier(triton_url)
     await inner.start()
     classifier = BatchingClassifier(inner) if batching else inner
@@ -41,7 +41,7 @@ async def triton_classify_load(triton_url: str, prompts: list[str], *, concurren
 
         result = await closed_loop(name or f"semroute classify via Triton ({'micro-batched' if batching else 'unbatched'})",
                                    call, concurrency=concurrency, total=total, seconds=seconds, warmup=16,
-                                   on_start=on_start)
+                                   on_start=on_start, cpu_pids=cpu_pids)
         if batching:
             stats = classifier.batcher.stats
             result.extra = {"batches": stats.batches, "calls": stats.calls, "largest_batch": stats.largest,
@@ -52,7 +52,7 @@ async def triton_classify_load(triton_url: str, prompts: list[str], *, concurren
 
 
 async def route_match_load(triton_url: str, prompts: list[str], *, concurrency: int, total: int,
-                           seconds: float) -> LoadResult:
+                           seconds: float, cpu_pids: list[int] | None = None) -> LoadResult:
     """Query → embedding (Triton, micro-batched) → best route by cosine similarity, as the gateway does."""
     from control.routes import EmbeddingRoutes
     from control.routing_config import EmbeddingRoute
@@ -71,7 +71,7 @@ async def route_match_load(triton_url: str, prompts: list[str], *, concurrency: 
             matched.append(max(found, key=found.get) if found else None)
 
         result = await closed_loop("semroute embedding routes via Triton", call, concurrency=concurrency,
-                                   total=total, seconds=seconds, warmup=16)
+                                   total=total, seconds=seconds, warmup=16, cpu_pids=cpu_pids)
         result.extra = {"matched": sum(m is not None for m in matched)}
         return result
     finally:

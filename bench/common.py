@@ -55,6 +55,37 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
 
 
+def _children() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                ppid = int(open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            tree.setdefault(ppid, []).append(int(entry))
+    return tree
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds used so far by these processes and all their descendants
+    (Linux /proc): a measure of work that other load on the machine does not inflate much."""
+    tree, total, seen = _children(), 0.0, set()
+    stack = list(pids)
+    while stack:
+        pid = stack.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        try:
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            continue
+        stack += tree.get(pid, [])
+    return total
+
+
 @dataclass
 class LoadResult:
     name: str
@@ -66,21 +97,29 @@ class LoadResult:
     p50_ms: float
     p90_ms: float
     p99_ms: float
+    cpu_s: float = 0.0  # CPU seconds of the measured processes during the run (see cpu_seconds)
     extra: dict = field(default_factory=dict)
 
+    @property
+    def per_cpu_s(self) -> float:
+        """Requests per CPU second: throughput with the machine's other load factored out."""
+        return round(self.requests / self.cpu_s, 2) if self.cpu_s else float("nan")
+
     def row(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "per_cpu_s": self.per_cpu_s}
 
     def line(self) -> str:
         return (f"{self.name:<44} c={self.concurrency:<4} n={self.requests:<6} err={self.errors:<4} "
-                f"{self.rps:9.1f}/s  p50 {self.p50_ms:8.2f} ms  p90 {self.p90_ms:8.2f} ms  p99 {self.p99_ms:8.2f} ms")
+                f"{self.rps:9.1f}/s  p50 {self.p50_ms:8.2f} ms  p90 {self.p90_ms:8.2f} ms  p99 {self.p99_ms:8.2f} ms"
+                f"  {self.per_cpu_s:8.1f}/cpu-s")
 
 
 async def closed_loop(name: str, call, *, concurrency: int, total: int, seconds: float,
-                      warmup: int = 0, on_start=None) -> LoadResult:
+                      warmup: int = 0, on_start=None, cpu_pids: list[int] | None = None) -> LoadResult:
     """`concurrency` workers each await `call(i)` back to back until `total` calls are made or
     `seconds` have passed, whichever is first. `warmup` calls run first, unmeasured; then
-    `on_start()` (e.g. a snapshot of server counters)."""
+    `on_start()` (e.g. a snapshot of server counters). The CPU time of `cpu_pids` (with their
+    descendants; default: this process) over the measured part is recorded."""
     for i in range(warmup):
         await call(i)
     if on_start is not None:
@@ -103,12 +142,16 @@ async def closed_loop(name: str, call, *, concurrency: int, total: int, seconds:
                 continue
             latencies.append(time.perf_counter() - start)
 
+    pids = cpu_pids or [os.getpid()]
+    cpu_before = cpu_seconds(pids)
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     elapsed = time.perf_counter() - started
+    cpu = cpu_seconds(pids) - cpu_before
     ms = [x * 1000 for x in latencies]
     return LoadResult(name, concurrency, len(latencies), errors, round(elapsed, 3), round(len(latencies) / elapsed, 2),
-                      round(percentile(ms, 50), 3), round(percentile(ms, 90), 3), round(percentile(ms, 99), 3))
+                      round(percentile(ms, 50), 3), round(percentile(ms, 90), 3), round(percentile(ms, 99), 3),
+                      round(cpu, 2))
 
 
 def machine() -> dict:

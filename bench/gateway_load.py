@@ -23,12 +23,13 @@ def added(row: dict, direct: dict) -> dict:
             "added_p99_ms": round(row["p99_ms"] - direct["p99_ms"], 3)}
 
 
-def measure(targets: dict[str, tuple[str, str]], prompts: list[str], concurrency: int, total: int, seconds: float) -> list[dict]:
-    """targets: name → (base URL, model). The first is the direct baseline."""
+def measure(targets: dict[str, tuple], prompts: list[str], concurrency: int, total: int, seconds: float) -> list[dict]:
+    """targets: name → (base URL, model[, server pids whose CPU is counted]). The first is the
+    direct baseline."""
     rows = []
-    for name, (url, model) in targets.items():
+    for name, (url, model, *pids) in targets.items():
         result = run(name, url, chat_bodies(model, prompts), concurrency=concurrency, total=total, seconds=seconds,
-                     classified=model == "auto")
+                     classified=model == "auto", cpu_pids=pids[0] if pids else None)
         print(result.line(), flush=True)
         row = result.row()
         row.pop("extra", None)
@@ -55,8 +56,10 @@ def main() -> None:
         for workers in args.workers:
             gateway = Gateway(logs, stub.url, triton.grpc_url, workers=workers)
             try:
-                targets = {"stub direct": (stub.base, "cheap"), f"semroute passthrough w={workers}": (gateway.url, "cheap"),
-                           f"semroute routed w={workers}": (gateway.url, "auto")}
+                ours = [gateway.child.proc.pid, triton.process.pid]
+                targets = {"stub direct": (stub.base, "cheap", [stub.child.proc.pid]),
+                           f"semroute passthrough w={workers}": (gateway.url, "cheap", ours),
+                           f"semroute routed w={workers}": (gateway.url, "auto", ours)}
                 for c in args.concurrency:
                     rows += [{"workers": workers, **r} for r in measure(targets, prompts, c, args.total, args.seconds)]
             finally:

@@ -16,7 +16,8 @@ def chat_bodies(model: str, prompts: list[str]) -> list[bytes]:
 
 
 async def chat_load(name: str, base_url: str, bodies: list[bytes], *, concurrency: int, total: int,
-                    seconds: float, warmup: int = 20, classified: bool = False) -> LoadResult:
+                    seconds: float, warmup: int = 20, classified: bool = False,
+                    cpu_pids: list[int] | None = None) -> LoadResult:
     """POST {base_url}/v1/chat/completions; a non-2xx answer counts as an error, and so does,
     with `classified`, an answer routed without the classifier (x-semroute-degraded, no category)."""
     if not base_url.startswith(("http://127.", "http://localhost")):
@@ -35,7 +36,7 @@ async def chat_load(name: str, base_url: str, bodies: list[bytes], *, concurrenc
                     raise RuntimeError("answered without classification")
 
         return await closed_loop(name, call, concurrency=concurrency, total=total, seconds=seconds,
-                                 warmup=min(warmup, total))
+                                 warmup=min(warmup, total), cpu_pids=cpu_pids)
 
 
 def run(name: str, base_url: str, bodies: list[bytes], **kw) -> LoadResult:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -46,8 +47,9 @@ def ratio(name: str, value: float) -> dict:
     return {"ratio": round(value, 2), "goal": f"{op} {goal}", "met": met}
 
 
-def p1(triton_url: str, prompts: list[str], a) -> dict:
-    ours = asyncio.run(triton_classify_load(triton_url, prompts, concurrency=64, total=a.total, seconds=a.seconds)).row()
+def p1(triton, prompts: list[str], a) -> dict:
+    ours = asyncio.run(triton_classify_load(triton.grpc_url, prompts, concurrency=64, total=a.total, seconds=a.seconds,
+                                            cpu_pids=[os.getpid(), triton.process.pid])).row()
     print_row(ours)
     naive = []
     for threads in (64, 1):  # the better of a wide pool and one thread is the baseline
@@ -56,24 +58,34 @@ def p1(triton_url: str, prompts: list[str], a) -> dict:
         print_row(row)
         naive.append(row)
     best = max(naive, key=lambda r: r["rps"])
-    return {"semroute": ours, "baselines": naive, **ratio("P1", ours["rps"] / best["rps"])}
+    return {"semroute": ours, "baselines": naive, **ratio("P1", ours["rps"] / best["rps"]),
+            "per_cpu_ratio": per_cpu(ours, best)}
 
 
-def p2_p3(triton_url: str, prompts: list[str], logs: Path, a) -> tuple[dict, dict]:
+def per_cpu(ours: dict, theirs: dict) -> float:
+    """The same ratio per CPU second each side used: what the machine's other load cannot skew."""
+    return round(ours["per_cpu_s"] / theirs["per_cpu_s"], 2) if theirs["per_cpu_s"] else float("nan")
+
+
+def p2_p3(triton, prompts: list[str], logs: Path, a) -> tuple[dict, dict]:
     stub = Stub(logs, a.delay_ms)
     gateway = litellm = None
     try:
-        gateway = Gateway(logs, stub.url, triton_url, workers=a.workers)
+        gateway = Gateway(logs, stub.url, triton.grpc_url, workers=a.workers)
         litellm = LiteLLM(logs, stub.url, workers=a.workers)
-        latency = measure({"stub direct": (stub.base, "cheap"), "semroute passthrough": (gateway.url, "cheap"),
-                           "litellm passthrough": (litellm.url, "cheap")}, prompts, a.latency_concurrency,
+        ours, theirs = [gateway.child.proc.pid, triton.process.pid], [litellm.child.proc.pid]
+        latency = measure({"stub direct": (stub.base, "cheap", [stub.child.proc.pid]),
+                           "semroute passthrough": (gateway.url, "cheap", ours),
+                           "litellm passthrough": (litellm.url, "cheap", theirs)}, prompts, a.latency_concurrency,
                           a.total, a.seconds)
         direct, ours, theirs = latency
         p2 = {"concurrency": a.latency_concurrency, "rows": latency,
               **ratio("P2", max(ours["added_p50_ms"], 0.0) / max(theirs["added_p50_ms"], 1e-3))}
-        load = measure({"stub direct": (stub.base, "cheap"), "semroute routed (auto)": (gateway.url, "auto"),
-                        "litellm passthrough": (litellm.url, "cheap")}, prompts, 64, a.total, a.seconds)
-        p3 = {"concurrency": 64, "rows": load, **ratio("P3", load[1]["rps"] / max(load[2]["rps"], 1e-9))}
+        load = measure({"stub direct": (stub.base, "cheap", [stub.child.proc.pid]),
+                        "semroute routed (auto)": (gateway.url, "auto", ours),
+                        "litellm passthrough": (litellm.url, "cheap", theirs)}, prompts, 64, a.total, a.seconds)
+        p3 = {"concurrency": 64, "rows": load, **ratio("P3", load[1]["rps"] / max(load[2]["rps"], 1e-9)),
+              "per_cpu_ratio": per_cpu(load[1], load[2])}
         return p2, p3
     finally:
         for server in (litellm, gateway, stub):
@@ -81,22 +93,25 @@ def p2_p3(triton_url: str, prompts: list[str], logs: Path, a) -> tuple[dict, dic
                 server.stop()
 
 
-def p4(triton_url: str, prompts: list[str], logs: Path, a) -> dict:
+def p4(triton, prompts: list[str], logs: Path, a) -> dict:
     from export.base_model import base_model_dir
 
-    ours = asyncio.run(route_match_load(triton_url, prompts, concurrency=64, total=a.total, seconds=a.seconds)).row()
+    ours = asyncio.run(route_match_load(triton.grpc_url, prompts, concurrency=64, total=a.total, seconds=a.seconds,
+                                        cpu_pids=[os.getpid(), triton.process.pid])).row()
     print_row(ours)
     routes = logs / "routes.json"
     routes.write_text(json.dumps(ROUTES))
     theirs = peer("bench.peers.semantic_router_peer", bench_python(), "--model-dir", str(base_model_dir()),
                   "--routes", str(routes), "--concurrency", "64", "--total", str(a.total), "--seconds", str(a.seconds))
     print_row(theirs)
-    return {"semroute": ours, "semantic_router": theirs, **ratio("P4", ours["rps"] / theirs["rps"])}
+    return {"semroute": ours, "semantic_router": theirs, **ratio("P4", ours["rps"] / theirs["rps"]),
+            "per_cpu_ratio": per_cpu(ours, theirs)}
 
 
 def print_row(row: dict) -> None:
     print(f"  {row['name']:<52} c={row['concurrency']:<3} n={row['requests']:<6} err={row['errors']:<3} "
-          f"{row['rps']:9.1f}/s  p50 {row['p50_ms']:8.2f} ms  p99 {row['p99_ms']:8.2f} ms", flush=True)
+          f"{row['rps']:9.1f}/s  p50 {row['p50_ms']:8.2f} ms  p99 {row['p99_ms']:8.2f} ms  {row['per_cpu_s']:7.1f}/cpu-s",
+          flush=True)
 
 
 def peer_versions() -> dict:
@@ -124,13 +139,13 @@ def main() -> None:
     try:
         if "P1" in a.only:
             print("P1: classification, Triton vs naive transformers per request (c=64)", flush=True)
-            report["P1"] = p1(triton.grpc_url, prompts, a)
+            report["P1"] = p1(triton, prompts, a)
         if "P2" in a.only or "P3" in a.only:
             print(f"P2/P3: stub {a.delay_ms:g} ms; gateway and LiteLLM with {a.workers} worker(s)", flush=True)
-            report["P2"], report["P3"] = p2_p3(triton.grpc_url, prompts, logs, a)
+            report["P2"], report["P3"] = p2_p3(triton, prompts, logs, a)
         if "P4" in a.only:
             print("P4: embedding routes, semroute vs semantic-router (c=64)", flush=True)
-            report["P4"] = p4(triton.grpc_url, prompts, logs, a)
+            report["P4"] = p4(triton, prompts, logs, a)
     finally:
         triton.stop()
     report["machine_after"] = machine()
@@ -139,7 +154,8 @@ def main() -> None:
     print(f"\nratios (load {report['machine_before']['loadavg']} → {report['machine_after']['loadavg']}):")
     for name in a.only:
         r = report[name]
-        print(f"  {name}: {r['ratio']:6.2f}×  goal {r['goal']:<7} {'met' if r['met'] else 'NOT met'}")
+        cpu = f"  (per CPU second: {r['per_cpu_ratio']:.2f}×)" if "per_cpu_ratio" in r else ""
+        print(f"  {name}: {r['ratio']:6.2f}×  goal {r['goal']:<7} {'met' if r['met'] else 'NOT met'}{cpu}")
     print(f"wrote {path}; server logs in {logs}")
 
 

@@ -27,6 +27,14 @@ class Scheduling:
     spinning: bool | None = None         # ONNX Runtime intra-op threads spin while idle
     model_py: str | None = None          # another model.py (A/B of the backend code)
 
+    @classmethod
+    def shipped(cls) -> "Scheduling":
+        """What `semroute export` writes (export/repository.py), whatever an older config says."""
+        from export import repository as r
+
+        return cls(delay_us=r.DEFAULT_QUEUE_DELAY_US, instances=r.DEFAULT_INSTANCE_COUNT,
+                   intra_op_threads=r.DEFAULT_INTRA_OP_THREADS, spinning=r.DEFAULT_INTRA_OP_SPINNING == "1")
+
     def label(self) -> str:
         parts = [f"delay={self.delay_us}us" if self.delay_us is not None else "",
                  f"preferred={list(self.preferred)}" if self.preferred else "",
@@ -60,7 +68,8 @@ def configure(text: str, s: Scheduling) -> str:
     return text
 
 
-def private_repository(dest: Path, scheduling: Scheduling = Scheduling()) -> Path:
+def private_repository(dest: Path, scheduling: Scheduling | None = None) -> Path:
+    scheduling = scheduling or Scheduling.shipped()
     source = ensure_exported()
     model = dest / labels.MODEL_NAME
     if model.exists():
@@ -73,7 +82,7 @@ def private_repository(dest: Path, scheduling: Scheduling = Scheduling()) -> Pat
     return dest
 
 
-def start_triton(dest: Path, scheduling: Scheduling = Scheduling(), extra_args=()):
+def start_triton(dest: Path, scheduling: Scheduling | None = None, extra_args=()):
     """The bundled tritonserver on free ports serving a private copy; returns the started server."""
     from control.tritonserver import TritonServer
 

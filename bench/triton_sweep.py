@@ -23,7 +23,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as aio
 
 from bench.common import RESULTS_DIR, LoadResult, closed_loop, machine, real_prompts
-from bench.triton_repo import Scheduling, start_triton
+from bench.triton_repo import start_triton
 from control.signals import OUTPUTS, Classifier
 from export import labels
 
@@ -115,7 +115,7 @@ def main() -> None:
     if args.triton_url:
         rows = sweep(args.triton_url, args.mode, args.concurrency, **kw)
     else:
-        server = start_triton(RESULTS_DIR / "triton-sweep", Scheduling())
+        server = start_triton(RESULTS_DIR / "triton-sweep")
         try:
             rows = sweep(server.grpc_url, args.mode, args.concurrency, **kw)
         finally:

@@ -28,11 +28,19 @@ COMMITTED_MODEL_PY = Path(__file__).resolve().parents[1] / "model_repository" / 
 EXPORT_CODE = [Path(__file__).parent / name for name in ("onnx_export.py", "model.py", "labels.py")]
 
 PYTHON_BACKEND = 'backend: "python"'
-DEFAULT_INTRA_OP_THREADS = 2
-# ONNX Runtime's idle intra-op threads sleep instead of spinning: on the 2-core machine the
-# gateway, Triton and ORT share, spinning threads took the cores the others needed (real
-# prompts, gateway path, c=64: 22.1 → 36.2 req/s; bench/triton_tuning.py, bench/RESULTS.md).
+# Scheduling of the bundled CPU model, measured with bench/triton_tuning.py on the 2-core
+# machine (real prompts through the gateway's micro-batcher, c=64; bench/RESULTS.md):
+# - two instances of one ONNX Runtime thread each, not one of two: one thread wastes no CPU on
+#   intra-op hand-offs (17 vs 22 ms of CPU per prompt) and two instances still use both cores
+#   while the gateway has two batches out (38-61 → 50-67 req/s, same runs);
+# - idle intra-op threads sleep instead of spinning: spinning took the cores the gateway and
+#   Triton needed (36 → 44 req/s);
+# - queue delay 500 µs: 0 and 2000 µs measured the same (the gateway batches already); it lets
+#   requests from several gateway workers meet. No preferred batch sizes: no measured gain.
+DEFAULT_INSTANCE_COUNT = 2
+DEFAULT_INTRA_OP_THREADS = 1
 DEFAULT_INTRA_OP_SPINNING = "0"
+DEFAULT_QUEUE_DELAY_US = 500
 
 
 def output_dims() -> dict[str, list[int]]:
@@ -163,7 +171,8 @@ def build_repository(weights: Path | None, repo_dir: Path, max_batch_size: int =
     if (version_dir / "model.py").resolve() != COMMITTED_MODEL_PY:
         shutil.copyfile(COMMITTED_MODEL_PY, version_dir / "model.py")
     calibration = read_weights_meta(weights).get("calibration")
-    text = config_text(max_batch_size=max_batch_size, parameters=model_parameters(intra_op_threads, calibration), stamp=stamp)
+    text = config_text(max_batch_size=max_batch_size, instance_count=DEFAULT_INSTANCE_COUNT, queue_delay_us=DEFAULT_QUEUE_DELAY_US,
+                       parameters=model_parameters(intra_op_threads, calibration), stamp=stamp)
     parse_config(text)
     _write_if_changed(model_dir / CONFIG_FILE, text)
     from export.variants import add_text_models  # router_text: text in, every signal out (perf_analyzer, non-Python clients)
