@@ -28,7 +28,7 @@ from bench.classify_load import ROUTES, route_match_load, triton_classify_load
 from bench.common import REPO, RESULTS_DIR, bench_python, machine, real_prompts, versions, write_json
 from bench.gateway_load import measure
 from bench.servers import Gateway, LiteLLM, Stub
-from bench.triton_repo import start_triton
+from bench.triton_repo import start_torch_variant, start_triton
 
 GOALS = {"P1": (">=", 4.0), "P2": ("<=", 0.5), "P3": (">=", 1.0), "P4": (">=", 5.0)}
 
@@ -78,9 +78,9 @@ def p2_p3(triton, prompts: list[str], logs: Path, a) -> tuple[dict, dict]:
                            "semroute passthrough": (gateway.url, "cheap", ours),
                            "litellm passthrough": (litellm.url, "cheap", theirs)}, prompts, a.latency_concurrency,
                           a.total, a.seconds)
-        direct, ours, theirs = latency
+        _, semroute, litellm_row = latency
         p2 = {"concurrency": a.latency_concurrency, "rows": latency,
-              **ratio("P2", max(ours["added_p50_ms"], 0.0) / max(theirs["added_p50_ms"], 1e-3))}
+              **ratio("P2", max(semroute["added_p50_ms"], 0.0) / max(litellm_row["added_p50_ms"], 1e-3))}
         load = measure({"stub direct": (stub.base, "cheap", [stub.child.proc.pid]),
                         "semroute routed (auto)": (gateway.url, "auto", ours),
                         "litellm passthrough": (litellm.url, "cheap", theirs)}, prompts, 64, a.total, a.seconds)
@@ -127,6 +127,9 @@ def main() -> None:
     parser.add_argument("--delay-ms", type=float, default=20, help="the stub LLM's fixed delay")
     parser.add_argument("--latency-concurrency", type=int, default=1, help="P2's concurrency")
     parser.add_argument("--only", nargs="+", choices=list(GOALS), default=list(GOALS))
+    parser.add_argument("--server", choices=["ort", "torch-bf16"], default="ort",
+                        help="the model server: the shipped one (Python backend, ONNX Runtime fp32), or the torch "
+                             "variant of bench/gpu/model.py on the CPU in bf16 (AMX; not shipped: outputs differ ~5e-3)")
     a = parser.parse_args()
     logs = Path(tempfile.mkdtemp(prefix="semroute-side-by-side-"))
     report = {"command": " ".join(["python -m bench.side_by_side", *sys.argv[1:]]), "machine_before": machine(),
@@ -134,7 +137,8 @@ def main() -> None:
                                                 "transformers", "tokenizers"), "peers": peer_versions()},
               "settings": vars(a)}
     prompts = real_prompts()
-    triton = start_triton(RESULTS_DIR / "triton-side-by-side")
+    triton = (start_triton(RESULTS_DIR / "triton-side-by-side") if a.server == "ort"
+              else start_torch_variant(RESULTS_DIR / "triton-side-by-side-torch"))
     started = time.time()
     try:
         if "P1" in a.only:
@@ -150,7 +154,7 @@ def main() -> None:
         triton.stop()
     report["machine_after"] = machine()
     report["seconds"] = round(time.time() - started, 1)
-    path = write_json("side_by_side.json", report)
+    path = write_json("side_by_side.json" if a.server == "ort" else f"side_by_side-{a.server}.json", report)
     print(f"\nratios (load {report['machine_before']['loadavg']} → {report['machine_after']['loadavg']}):")
     for name in a.only:
         r = report[name]

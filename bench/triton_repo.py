@@ -91,3 +91,22 @@ def start_triton(dest: Path, scheduling: Scheduling | None = None, extra_args=()
                           extra_args=extra_args)
     server.__enter__()
     return server
+
+
+def start_torch_variant(dest: Path, cpu_dtype: str = "bfloat16", instances: int = 2, threads: int = 1):
+    """The torch Python-backend variant (bench/gpu/model.py) on the CPU, real weights, serving the
+    exported label metadata: the same model name and tensors, so the gateway cannot tell."""
+    import subprocess
+    import sys
+
+    from control.tritonserver import TritonServer
+
+    if dest.exists():
+        shutil.rmtree(dest)
+    subprocess.run([sys.executable, str(REPO / "bench" / "gpu" / "make_repo.py"), "--out", str(dest), "--kind", "KIND_CPU",
+                    "--instances", str(instances), "--threads", str(threads), "--max-batch", "64", "--delay-us", "500",
+                    "--cpu-dtype", cpu_dtype, "--labels-from", str(ensure_exported() / "config.pbtxt")],
+                   check=True, stdout=subprocess.DEVNULL)
+    server = TritonServer(dest, free_port(), free_port(), free_port(), log_file=dest / "tritonserver.log")
+    server.__enter__()
+    return server

@@ -19,13 +19,18 @@ def config_text(a) -> str:
     inputs = ",\n".join(f'  {{ name: "{n}" data_type: TYPE_INT64 dims: [ -1 ] allow_ragged_batch: true }}'
                         for n in ("input_ids", "attention_mask"))
     outputs = ",\n".join(f'  {{ name: "{n}" data_type: TYPE_FP32 dims: [ {d} ] }}' for n, d in OUTPUTS)
-    preferred = ", ".join(str(b) for b in (256, 512, 1024) if b <= a.max_batch)
+    sizes = ", ".join(str(b) for b in (256, 512, 1024) if b <= a.max_batch)
+    preferred = f"preferred_batch_size: [ {sizes} ] " if sizes else ""
     params = {"repo_root": str(HERE.parents[1]), "cuda_graphs": "1" if a.cuda_graphs else "0",
-              "capture_widths": a.capture_widths, "weights": a.weights, "graph_max_tokens": str(a.graph_max_tokens)}
+              "capture_widths": a.capture_widths, "weights": a.weights, "graph_max_tokens": str(a.graph_max_tokens),
+              "cpu_dtype": a.cpu_dtype, "threads": str(a.threads)}
     params_text = "\n".join(f'parameters {{ key: "{k}" value: {{ string_value: "{v}" }} }}' for k, v in params.items())
+    if a.labels_from:  # the label metadata the gateway reads (domain_labels, ...), copied verbatim
+        params_text += "\n" + "\n".join(line for line in a.labels_from.read_text().splitlines()
+                                        if line.startswith("parameters {") and '"intra_op' not in line)
     return (f'name: "router"\nbackend: "python"\nmax_batch_size: {a.max_batch}\n'
             f"input [\n{inputs}\n]\noutput [\n{outputs}\n]\n"
-            f"dynamic_batching {{ preferred_batch_size: [ {preferred} ] max_queue_delay_microseconds: {a.delay_us} }}\n"
+            f"dynamic_batching {{ {preferred}max_queue_delay_microseconds: {a.delay_us} }}\n"
             f"instance_group [ {{ kind: {a.kind} count: {a.instances} }} ]\n{params_text}\n")
 
 
@@ -40,6 +45,9 @@ def main() -> None:
     parser.add_argument("--graph-max-tokens", type=int, default=65536)
     parser.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false")
     parser.add_argument("--weights", default="auto", choices=["auto", "random"])
+    parser.add_argument("--cpu-dtype", default="float32", choices=["float32", "bfloat16"], help="KIND_CPU instances only")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per CPU instance")
+    parser.add_argument("--labels-from", type=Path, help="an exported router config.pbtxt whose metadata to serve too")
     a = parser.parse_args()
     model = a.out / "router"
     (model / "1").mkdir(parents=True, exist_ok=True)
