@@ -1,46 +1,29 @@
 """A real OTLP/HTTP trace receiver for tests: takes protobuf (the Python SDK) and JSON (Triton)."""
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
-import threading
 
 from aiohttp import web
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from tests.stub_upstream import free_port
+from tests.thread_server import ThreadedApp
 
 
-class OtlpReceiver:
+class OtlpReceiver(ThreadedApp):
     """Collects spans as dicts: service, name, trace_id, span_id, parent_span_id (hex), attributes."""
 
     def __init__(self):
-        self.port = free_port()
+        super().__init__()
         self.spans: list[dict] = []
         self.content_types: set[str] = set()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
 
     @property
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "OtlpReceiver":
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
-        return self
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-
-    async def _start(self) -> None:
-        app = web.Application()
+    def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/traces", self._traces)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
 
     async def _traces(self, request: web.Request) -> web.Response:
         body = await request.read()

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import threading
 import time
 from collections import deque
 from dataclasses import dataclass
 
 from aiohttp import web
+
+from tests.thread_server import ThreadedApp, free_port  # noqa: F401 (free_port: re-exported for tests)
 
 STREAM_PIECES = ["Hel", "lo", " from", " the", " stub"]
 
@@ -35,26 +35,17 @@ class Fault:
     after: int = 2
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class StubUpstream:
+class StubUpstream(ThreadedApp):
     """Runs on its own event loop in a thread; `requests` lists (path, headers, json body)."""
 
     def __init__(self, name: str = "stub"):
+        super().__init__()
         self.name = name
-        self.port = free_port()
         self.requests: list[tuple[str, dict, dict]] = []
         self.fail_status: int | None = None   # answer every chat request with this status
         self.fault: Fault | None = None        # applied to every chat request while set
         self._faults: deque[Fault] = deque()   # applied to the next requests, one each
         self.stream_delay_s = 0.01
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._runner: web.AppRunner | None = None
 
     @property
     def url(self) -> str:
@@ -68,23 +59,10 @@ class StubUpstream:
         self._faults.clear()
         self.fault, self.fail_status = None, None
 
-    def start(self) -> "StubUpstream":
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
-        return self
 
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-
-    async def _start(self) -> None:
-        app = web.Application()
+    def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
 
     async def _models(self, request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": f"{self.name}-model", "object": "model"}]})
