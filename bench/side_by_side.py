@@ -52,7 +52,9 @@ def p1(triton, prompts: list[str], a) -> dict:
                                             cpu_pids=[os.getpid(), triton.process.pid])).row()
     print_row(ours)
     naive = []
-    for threads in (64, 1):  # the better of a wide pool and one thread is the baseline
+    # The better of a pool as wide as the concurrency and Python's default executor size
+    # (min(32, cores + 4)) is the baseline.
+    for threads in (64, min(32, (os.cpu_count() or 1) + 4)):
         row = peer("bench.peers.naive_transformers", sys.executable, "--concurrency", "64", "--threads", str(threads),
                    "--total", str(a.total), "--seconds", str(a.seconds))
         print_row(row)
