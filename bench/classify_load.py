@@ -10,6 +10,7 @@ import argparse
 import asyncio
 
 from bench.common import RESULTS_DIR, LoadResult, closed_loop, real_prompts
+from bench.triton_repo import start_triton
 from control.batching import BatchingClassifier
 from control.signals import Classifier
 
@@ -80,7 +81,7 @@ async def route_match_load(triton_url: str, prompts: list[str], *, concurrency: 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--triton-url", required=True)
+    parser.add_argument("--triton-url", help="a running Triton (default: start the bundled one, shipped settings)")
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--total", type=int, default=5000)
     parser.add_argument("--seconds", type=float, default=20)
@@ -89,10 +90,16 @@ def main() -> None:
     args = parser.parse_args()
     prompts = real_prompts()
     kw = dict(concurrency=args.concurrency, total=args.total, seconds=args.seconds)
-    if args.routes:
-        result = asyncio.run(route_match_load(args.triton_url, prompts, **kw))
-    else:
-        result = asyncio.run(triton_classify_load(args.triton_url, prompts, batching=not args.unbatched, **kw))
+    server = None if args.triton_url else start_triton(RESULTS_DIR / "triton-classify-load")
+    url = args.triton_url or server.grpc_url
+    try:
+        if args.routes:
+            result = asyncio.run(route_match_load(url, prompts, **kw))
+        else:
+            result = asyncio.run(triton_classify_load(url, prompts, batching=not args.unbatched, **kw))
+    finally:
+        if server is not None:
+            server.stop()
     print(result.line(), result.extra)
 
 
