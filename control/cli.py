@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--branch-layers", type=int, default=None, help="trainable copies of the top encoder layers (default: 2)")
     p.add_argument("--epochs", type=int, default=None, help="epochs over the per-source capped sample (default: 3)")
     p.add_argument("--max-len", type=int, default=None, help="training sequence length, head + tail kept (default: 128)")
-    p.add_argument("--synth-pii", type=int, default=None, help="extra PII sentences from presidio templates + Faker (default: 3000)")
+    p.add_argument("--synth-pii", type=int, default=None, help="extra PII sentences from presidio templates + Faker (default: 4000)")
 
     p = sub.add_parser("eval", help="evaluate the served model on the held-out sets")
     p.add_argument("--data-dir", type=Path, default=None, help="staged data root (default: $SEMROUTE_DATA_DIR or ../shared/data)")
