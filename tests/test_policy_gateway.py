@@ -98,14 +98,14 @@ def sse_events(resp) -> list[bytes]:
 
 
 def test_cache_replays_streams_and_respects_scope(policy_gateway, stubs):
-    prompt = "What is the capital of France?"
+    prompt = "What is the boiling point of water at sea level?"
     first = chat(policy_gateway, prompt, stream=True)
     calls = len(stubs["strong"].requests)
     again = chat(policy_gateway, prompt, stream=True)
     assert (first.headers["x-semroute-cache"], again.headers["x-semroute-cache"]) == ("miss", "exact")
     assert len(stubs["strong"].requests) == calls  # served from the cache
     assert sse_events(again) == sse_events(first) and sse_events(again)[-1] == b"data: [DONE]"
-    similar = chat(policy_gateway, "what's the capital of france", stream=True)
+    similar = chat(policy_gateway, "what's the boiling point of water at sea level", stream=True)
     assert similar.headers["x-semroute-cache"] == "semantic"
     other_system = chat(policy_gateway, prompt, stream=True, system="Answer in French.")
     assert other_system.headers["x-semroute-cache"] == "miss"
