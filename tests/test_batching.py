@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 
 import numpy as np
 import pytest
@@ -42,6 +43,20 @@ def delta(after: dict, before: dict) -> dict:
     return {k: after[k] - before[k] for k in after}
 
 
+def counts_since(url: str, before: dict, settle_s: float = 10.0) -> dict:
+    """Counts since `before`, once Triton has booked them: it updates its statistics after the
+    response is sent, so the client can read them before the last request is counted."""
+    deadline = time.monotonic() + settle_s
+    last = delta(triton_counts(url), before)
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        now = delta(triton_counts(url), before)
+        if now == last and now["inferences"] > 0:
+            return now
+        last = now
+    return last
+
+
 def assert_same_signals(got, expected) -> None:
     for name in ("domain", "task"):
         a, b = getattr(got, name), getattr(expected, name)
@@ -67,7 +82,7 @@ async def test_concurrent_calls_coalesce_into_fewer_triton_requests(triton, clas
     texts = [f"{PROMPTS[i % len(PROMPTS)]} (request {i})" for i in range(96)]
     before = triton_counts(triton.grpc_url)
     results = await asyncio.gather(*(batching.classify([t]) for t in texts))
-    counts = delta(triton_counts(triton.grpc_url), before)
+    counts = counts_since(triton.grpc_url, before)
     stats = batching.batcher.stats
     assert len(results) == len(texts) and all(len(r) == 1 for r in results)
     assert stats.calls == len(texts) and stats.batches < stats.calls and stats.largest <= 64, stats
@@ -109,7 +124,7 @@ async def test_long_prompts_cost_chunks_linear_in_length(triton, classifier):
         assert tokens >= unit_tokens * repeats - 1
         before = triton_counts(triton.grpc_url)
         (signals,) = await classifier.classify([text])
-        counts = delta(triton_counts(triton.grpc_url), before)
+        counts = counts_since(triton.grpc_url, before)
         assert signals.read.tokens == tokens and not signals.read.truncated  # nothing cut
         assert signals.read.chunks == math.ceil(tokens / width)
         assert counts["inferences"] == signals.read.chunks, counts  # rows sent = chunks: linear
