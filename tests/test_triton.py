@@ -3,6 +3,7 @@ dynamic batching across requests of different lengths, and the launcher's errors
 from __future__ import annotations
 
 import asyncio
+import time
 
 import numpy as np
 import pytest
@@ -77,6 +78,17 @@ def model_counts(client) -> tuple[int, int]:
     return int(stats.get("inference_count", 0)), int(stats.get("execution_count", 0))
 
 
+def counts_since(client, before: tuple[int, int], expected: int, settle_s: float = 10.0) -> tuple[int, int]:
+    """(inferences, executions) since `before`, once `expected` inferences are booked: Triton
+    updates its statistics after sending the response, so a fast client can read them early."""
+    deadline = time.monotonic() + settle_s
+    while True:
+        inferences, executions = (after - start for after, start in zip(model_counts(client), before))
+        if inferences >= expected or time.monotonic() > deadline:
+            return inferences, executions
+        time.sleep(0.05)
+
+
 async def infer_concurrently(url: str, requests: list[tuple[np.ndarray, np.ndarray]]) -> list[dict[str, np.ndarray]]:
     async with grpcclient_aio.InferenceServerClient(url) as client:
         results = await asyncio.gather(*(client.infer(MODEL, infer_inputs(grpcclient_aio, ids, mask))
@@ -102,7 +114,7 @@ def test_ragged_requests_share_a_batch_and_get_their_own_pii_logits(triton, clie
     assert len({ids.shape[1] for ids, _ in requests}) == len(requests)
     before = model_counts(client)
     results = asyncio.run(infer_concurrently(triton.grpc_url, requests))
-    inferences, executions = (after - start for after, start in zip(model_counts(client), before))
+    inferences, executions = counts_since(client, before, len(requests))
     assert inferences == len(requests) and executions < inferences, (inferences, executions)
     for (ids, mask), result in zip(requests, results):
         expected = in_process(session, ids, mask)
@@ -115,7 +127,7 @@ def test_dynamic_batching_under_concurrency(triton, client, tokenizer):
     requests = [encode(tokenizer, [f"Request number {i}: what is {i} times {i}?"]) for i in range(64)]
     before = model_counts(client)
     results = asyncio.run(infer_concurrently(triton.grpc_url, requests))
-    inferences, executions = (after - start for after, start in zip(model_counts(client), before))
+    inferences, executions = counts_since(client, before, 64)
     assert len(results) == 64 and all(r["embedding"].shape == (1, labels.EMBEDDING_DIM) for r in results)
     assert inferences == 64 and executions < inferences, (inferences, executions)
     total_inferences, total_executions = model_counts(client)
