@@ -7,11 +7,10 @@ import json
 import numpy as np
 import onnx
 import pytest
-from tokenizers import Tokenizer
 from tritonclient.grpc import model_config_pb2
 
 from export import labels
-from export.base_model import base_model_dir, tokenizer_file
+from export.base_model import base_model_dir
 from export.model import DEFAULT_WEIGHTS, OUTPUT_NAMES, load_router_model
 from export.onnx_export import OPSET, encode, max_abs_diffs, ort_outputs, ort_session, torch_outputs
 from export.repository import (CONFIG_FILE, ONNX_FILE, VERSION, config_text, export_stamp, is_up_to_date,
@@ -30,10 +29,9 @@ TEXTS = (
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    tok = Tokenizer.from_file(str(tokenizer_file()))
-    tok.enable_truncation(labels.MAX_SEQ_LEN)
-    tok.no_padding()  # the shipped tokenizer.json pads every text to 128
-    return tok
+    from export.onnx_export import load_tokenizer
+
+    return load_tokenizer()  # truncates to MAX_SEQ_LEN, no padding (the shipped tokenizer.json pads to 128)
 
 
 @pytest.fixture(scope="module")

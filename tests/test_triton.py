@@ -9,12 +9,10 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as grpcclient_aio
-from tokenizers import Tokenizer
 from tritonclient.utils import InferenceServerException
 
 from control.tritonserver import TritonServer
 from export import labels
-from export.base_model import tokenizer_file
 from export.model import OUTPUT_NAMES
 from export.repository import ONNX_FILE, VERSION
 from tests.conftest import free_ports
@@ -31,10 +29,9 @@ TEXTS = (
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    tok = Tokenizer.from_file(str(tokenizer_file()))
-    tok.enable_truncation(labels.MAX_SEQ_LEN)
-    tok.no_padding()  # the shipped tokenizer.json pads every text to 128
-    return tok
+    from export.onnx_export import load_tokenizer
+
+    return load_tokenizer()  # truncates to MAX_SEQ_LEN, no padding (the shipped tokenizer.json pads to 128)
 
 
 @pytest.fixture(scope="module")
