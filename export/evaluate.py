@@ -226,6 +226,7 @@ def run_eval(args) -> int:
         sig = asyncio.run(classify_all(texts, url))
     results = compute(sets, sig, meta)
     results["meta"] = {"triton_url": url, "weights": str(weights), "weights_version": meta.get("version"),
+                       "weights_sha256": data.sha256_file(weights) if weights.exists() else None,
                        "classify_seconds": round(time.time() - started, 1), "texts": len(set(texts)),
                        "limit": getattr(args, "limit", None), "data_dir": str(root)}
     out_dir = Path(getattr(args, "output_dir", None) or "export/model_card")
