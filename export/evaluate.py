@@ -127,18 +127,12 @@ async def classify_all(texts: list[str], triton_url: str) -> dict[str, object]:
     return out
 
 
-def domain_metrics(rows, sig) -> dict:
-    y = [labels.DOMAINS.index(r["domain"]) for r in rows]
-    p = [labels.DOMAINS.index(sig[r["text"]].top_domain[0]) for r in rows]
-    n = len(labels.DOMAINS)
-    return {"n": len(rows), "accuracy": metrics.accuracy(y, p), "macro_f1": metrics.macro_f1(y, p, n),
-            "confusion": metrics.confusion(y, p, n).tolist()}
-
-
-def task_metrics(rows, sig) -> dict:
-    y = [labels.TASKS.index(r["task"]) for r in rows]
-    p = [labels.TASKS.index(sig[r["text"]].top_task[0]) for r in rows]
-    n = len(labels.TASKS)
+def label_metrics(rows, sig, field: str) -> dict:
+    """Accuracy, macro-F1 and confusion of the top `field` ("domain" or "task") label."""
+    names = labels.DOMAINS if field == "domain" else labels.TASKS
+    y = [names.index(r[field]) for r in rows]
+    p = [names.index(getattr(sig[r["text"]], f"top_{field}")[0]) for r in rows]
+    n = len(names)
     return {"n": len(rows), "accuracy": metrics.accuracy(y, p), "macro_f1": metrics.macro_f1(y, p, n),
             "confusion": metrics.confusion(y, p, n).tolist()}
 
@@ -186,8 +180,8 @@ def compute(sets: dict[str, list[dict]], sig: dict, meta: dict) -> dict:
     benign = [s for s in ("alpaca_eval", "mt_bench", "arena_hard_v0_1", "arena_hard_v2", "vllm_sr_handwritten",
                           "dolly_heldout", "mmlu_eval_half") if s in sets]
     out = {
-        "domain": {k: domain_metrics(sets[k], sig) for k in ("mmlu_eval_half", "vllm_sr_handwritten", "vllm_sr_domain_cases")},
-        "task": {"arena_hard_v2": task_metrics(sets["arena_hard_v2"], sig), "dolly_heldout": task_metrics(sets["dolly_heldout"], sig)},
+        "domain": {k: label_metrics(sets[k], sig, "domain") for k in ("mmlu_eval_half", "vllm_sr_handwritten", "vllm_sr_domain_cases")},
+        "task": {k: label_metrics(sets[k], sig, "task") for k in ("arena_hard_v2", "dolly_heldout")},
         "jailbreak": {
             "recall": {k: flag_rate(sets[k], sig, thr) for k in ("jailbreakbench", "simple_safety_tests",
                                                                   "giskard_prompt_injections", "xstest_unsafe", "vllm_sr_jailbreak_cases")},

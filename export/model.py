@@ -30,12 +30,13 @@ class RouterModel(nn.Module):
     def __init__(self, encoder: nn.Module, branch_layers: int = 0, *, n_domains: int = len(labels.DOMAINS),
                  n_tasks: int = len(labels.TASKS), n_pii_tags: int = len(labels.PII_TAGS)):
         super().__init__()
+        self.branch_layers = branch_layers
+        # Copy the branch before freezing the encoder, so the copies stay trainable.
+        top = list(encoder.encoder.layer)[len(encoder.encoder.layer) - branch_layers:] if branch_layers else []
+        self.branch = nn.ModuleList(copy.deepcopy(layer) for layer in top)
         self.encoder = encoder.eval()
         for p in self.encoder.parameters():
             p.requires_grad_(False)
-        self.branch_layers = branch_layers
-        top = list(encoder.encoder.layer)[len(encoder.encoder.layer) - branch_layers:] if branch_layers else []
-        self.branch = nn.ModuleList(copy.deepcopy(layer) for layer in top)
         hidden = encoder.config.hidden_size
         self.domain_head = nn.Linear(hidden, n_domains)
         self.task_head = nn.Linear(hidden, n_tasks)

@@ -59,7 +59,7 @@ def run_train(args) -> int:
     print(f"train: {len(train)} examples, dev: {len(dev)}, branch_layers={branch}, max_len={max_len}", file=sys.stderr)
 
     encoder = load_encoder()
-    model = make_trainable(RouterModel(encoder, branch_layers=branch))
+    model = RouterModel(encoder, branch_layers=branch)
     n_layers = len(encoder.encoder.layer)
     # one cache serves every branch depth up to CACHED_BRANCH: the frozen layers between the
     # cached one and the branch run on the fly without gradients
@@ -104,15 +104,6 @@ def run_train(args) -> int:
     calibration.write(calib, output.parent / "calibration.json")
     print(f"saved {output} ({output.stat().st_size / 1e6:.1f} MB) in {meta['train_seconds']}s", file=sys.stderr)
     return 0
-
-
-def make_trainable(model: RouterModel) -> RouterModel:
-    """RouterModel copies the branch from the encoder after freezing it, so the copies come
-    out frozen too: unfreeze them (the encoder itself stays frozen)."""
-    for p in model.branch.parameters():
-        p.requires_grad_(True)
-    assert not any(p.requires_grad for p in model.encoder.parameters())
-    return model
 
 
 def _smoke_subset(examples, seed):

@@ -79,3 +79,11 @@ def test_calibration_table_hits_the_asked_share():
     calib = calibration.table(probs)
     for share in (0.1, 0.3, 0.5):
         assert (probs >= calibration.threshold_for(calib, share)).mean() == pytest.approx(share, abs=0.01)
+
+
+def test_branch_is_trainable_and_encoder_frozen():
+    from export.model import RouterModel, load_encoder
+
+    model = RouterModel(load_encoder(), branch_layers=2)
+    assert all(p.requires_grad for p in model.branch.parameters())
+    assert not any(p.requires_grad for p in model.encoder.parameters())
