@@ -17,7 +17,8 @@ from torch import nn
 from export import labels
 from export.base_model import base_model_dir
 
-OUTPUT_NAMES = ("embedding", "domain_probs", "task_probs", "jailbreak_prob", "strong_prob", "pii_logits")
+# The v1 outputs keep their names, order and shapes; v2 appends harmful_prob.
+OUTPUT_NAMES = ("embedding", "domain_probs", "task_probs", "jailbreak_prob", "strong_prob", "pii_logits", "harmful_prob")
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "router_heads.safetensors"
 
 
@@ -40,7 +41,8 @@ class RouterModel(nn.Module):
         hidden = encoder.config.hidden_size
         self.domain_head = nn.Linear(hidden, n_domains)
         self.task_head = nn.Linear(hidden, n_tasks)
-        self.jailbreak_head = nn.Linear(hidden, 1)
+        self.jailbreak_head = nn.Linear(hidden, 1)   # an attack on the model (templates, injection)
+        self.harmful_head = nn.Linear(hidden, 1)     # the request itself seeks harmful help
         self.strong_head = nn.Linear(hidden, 1)
         self.pii_head = nn.Linear(hidden, n_pii_tags)
 
@@ -61,6 +63,7 @@ class RouterModel(nn.Module):
             "domain": self.domain_head(pooled),
             "task": self.task_head(pooled),
             "jailbreak": self.jailbreak_head(pooled).squeeze(-1),
+            "harmful": self.harmful_head(pooled).squeeze(-1),
             "strong": self.strong_head(pooled).squeeze(-1),
             "pii": self.pii_head(h),
         }
@@ -76,6 +79,7 @@ class RouterModel(nn.Module):
             logits["jailbreak"].sigmoid().unsqueeze(-1),
             logits["strong"].sigmoid().unsqueeze(-1),
             logits["pii"],
+            logits["harmful"].sigmoid().unsqueeze(-1),
         )
 
     def trainable_state(self) -> dict[str, torch.Tensor]:

@@ -45,21 +45,34 @@ DEFAULT_QUEUE_DELAY_US = 500
 
 def output_dims() -> dict[str, list[int]]:
     """Per-sequence output shapes, in OUTPUT_NAMES order (the batch axis is implicit)."""
-    dims = [[labels.EMBEDDING_DIM], [len(labels.DOMAINS)], [len(labels.TASKS)], [1], [1], [-1, len(labels.PII_TAGS)]]
-    return dict(zip(OUTPUT_NAMES, dims))
+    dims = {"embedding": [labels.EMBEDDING_DIM], "domain_probs": [len(labels.DOMAINS)], "task_probs": [len(labels.TASKS)],
+            "jailbreak_prob": [1], "strong_prob": [1], "pii_logits": [-1, len(labels.PII_TAGS)], "harmful_prob": [1]}
+    return {name: dims[name] for name in OUTPUT_NAMES}
 
 
-def model_parameters(intra_op_threads: int = DEFAULT_INTRA_OP_THREADS, calibration: dict | None = None) -> dict[str, str]:
+# Weights metadata that travels into the model config, so the gateway learns it from Triton:
+# the strong-share calibration, recommended safety thresholds (chosen on training dev data),
+# per-type PII decoding thresholds and the languages the heads were trained on.
+META_PARAMETERS = {"calibration": "strong_calibration", "jailbreak_threshold": "jailbreak_threshold",
+                   "harmful_threshold": "harmful_threshold", "pii_thresholds": "pii_thresholds",
+                   "languages": "languages"}
+
+
+def model_parameters(intra_op_threads: int = DEFAULT_INTRA_OP_THREADS, meta: dict | None = None) -> dict[str, str]:
     """The metadata the gateway and model.py read from the config (all values are strings).
 
-    `calibration` (strong-share → threshold table from training) lets the gateway's policy ask
-    for "≈30% strong calls" without knowing where the weights came from.
+    `meta` is the weights' metadata; the keys of META_PARAMETERS found there are passed on as
+    JSON (e.g. the strong-share → threshold table lets the policy ask for "≈30% strong calls"
+    without knowing where the weights came from).
     """
-    extra = {"strong_calibration": json.dumps(calibration, separators=(",", ":"))} if calibration else {}
+    meta = meta or {}
+    extra = {param: json.dumps(meta[key], separators=(",", ":")) for key, param in META_PARAMETERS.items()
+             if meta.get(key) is not None}
     return {**extra,
         "domain_labels": json.dumps(list(labels.DOMAINS)),
         "task_labels": json.dumps(list(labels.TASKS)),
         "pii_tags": json.dumps(list(labels.PII_TAGS)),
+        "output_names": json.dumps(list(OUTPUT_NAMES)),
         "embedding_dim": str(labels.EMBEDDING_DIM),
         "max_seq_len": str(labels.MAX_SEQ_LEN),
         "intra_op_threads": str(intra_op_threads),
@@ -170,9 +183,9 @@ def build_repository(weights: Path | None, repo_dir: Path, max_batch_size: int =
     shutil.copyfile(tokenizer_file(), version_dir / TOKENIZER_FILE)
     if (version_dir / "model.py").resolve() != COMMITTED_MODEL_PY:
         shutil.copyfile(COMMITTED_MODEL_PY, version_dir / "model.py")
-    calibration = read_weights_meta(weights).get("calibration")
+    meta = read_weights_meta(weights)
     text = config_text(max_batch_size=max_batch_size, instance_count=DEFAULT_INSTANCE_COUNT, queue_delay_us=DEFAULT_QUEUE_DELAY_US,
-                       parameters=model_parameters(intra_op_threads, calibration), stamp=stamp)
+                       parameters=model_parameters(intra_op_threads, meta), stamp=stamp)
     parse_config(text)
     _write_if_changed(model_dir / CONFIG_FILE, text)
     from export.variants import add_text_models  # router_text: text in, every signal out (perf_analyzer, non-Python clients)

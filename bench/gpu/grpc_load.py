@@ -16,7 +16,7 @@ import time
 import numpy as np
 import tritonclient.grpc.aio as aio
 
-OUTPUTS = ("embedding", "domain_probs", "task_probs", "jailbreak_prob", "strong_prob", "pii_logits")
+OUTPUTS = ("embedding", "domain_probs", "task_probs", "jailbreak_prob", "strong_prob", "pii_logits", "harmful_prob")
 
 
 def load_rows(path: str | None, seq_len: int, count: int = 512) -> np.ndarray:

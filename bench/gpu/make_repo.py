@@ -12,7 +12,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 OUTPUTS = [("embedding", "384"), ("domain_probs", "14"), ("task_probs", "10"), ("jailbreak_prob", "1"),
-           ("strong_prob", "1"), ("pii_logits", "-1, 35")]
+           ("strong_prob", "1"), ("pii_logits", "-1, 35"), ("harmful_prob", "1")]
 
 
 def config_text(a) -> str:

@@ -21,7 +21,7 @@ import torch
 import triton_python_backend_utils as pb_utils
 from torch.utils.dlpack import from_dlpack, to_dlpack
 
-OUTPUT_NAMES = ("embedding", "domain_probs", "task_probs", "jailbreak_prob", "strong_prob", "pii_logits")
+OUTPUT_NAMES = ("embedding", "domain_probs", "task_probs", "jailbreak_prob", "strong_prob", "pii_logits", "harmful_prob")
 WIDTHS = (16, 32, 48, 64, 96, 128, 192, 256)  # the gateway's length buckets (control/signals.py)
 
 

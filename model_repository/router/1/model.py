@@ -13,13 +13,14 @@ import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 
 INPUT_NAMES = ("input_ids", "attention_mask")
-OUTPUT_NAMES = ("embedding", "domain_probs", "task_probs", "jailbreak_prob", "strong_prob", "pii_logits")
 PER_TOKEN_OUTPUT = "pii_logits"
 
 
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
+        # The outputs are the config's: the ONNX graph and config.pbtxt come from one export.
+        self.output_names = [output["name"] for output in config["output"]]
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         self.max_seq_len = int(params.get("max_seq_len", 512))
         options = ort.SessionOptions()
@@ -47,7 +48,7 @@ class TritonPythonModel:
             except Exception:  # noqa: BLE001 — one bad request must not fail the others
                 results = [self._run_alone(ids, mask) for _, ids, mask in valid]
             for (i, _, _), result in zip(valid, results):
-                responses[i] = result if isinstance(result, pb_utils.InferenceResponse) else _response(result)
+                responses[i] = result if isinstance(result, pb_utils.InferenceResponse) else _response(result, self.output_names)
         return responses
 
     def _inputs(self, request):
@@ -82,7 +83,7 @@ class TritonPythonModel:
         width = max(ids.shape[1] for ids, _ in batch)
         ids = np.concatenate([_pad(ids, width) for ids, _ in batch])
         mask = np.concatenate([_pad(mask, width) for _, mask in batch])
-        outputs = dict(zip(OUTPUT_NAMES, self.session.run(list(OUTPUT_NAMES), {"input_ids": ids, "attention_mask": mask})))
+        outputs = dict(zip(self.output_names, self.session.run(self.output_names, {"input_ids": ids, "attention_mask": mask})))
         results, start = [], 0
         for request_ids, _ in batch:
             rows, seq_len = request_ids.shape
@@ -112,9 +113,9 @@ def _pad(array, width):
     return np.pad(array, ((0, 0), (0, width - array.shape[1]))) if array.shape[1] < width else array
 
 
-def _response(outputs):
+def _response(outputs, names):
     return pb_utils.InferenceResponse(output_tensors=[
-        pb_utils.Tensor(name, np.ascontiguousarray(outputs[name])) for name in OUTPUT_NAMES])
+        pb_utils.Tensor(name, np.ascontiguousarray(outputs[name])) for name in names])
 
 
 def _error(message, code=None):
