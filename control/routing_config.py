@@ -43,6 +43,14 @@ class When(Strict):
     images: bool | None = Field(None, description="the request carries images")
     min_max_tokens: int | None = Field(None, ge=0, description="the client asks for at least this many output tokens")
 
+    @field_validator("language")
+    @classmethod
+    def _language_codes(cls, value: list[str] | None) -> list[str] | None:
+        bad = [code for code in value or [] if not re.fullmatch(r"[a-z]{2,3}", code)]
+        if bad:
+            raise ValueError(f"language codes are ISO 639-1, lower case (en, de, zh; 'und': undetermined), not {bad}")
+        return value
+
     @field_validator("regex")
     @classmethod
     def _compiles(cls, value: str | None) -> str | None:

@@ -104,9 +104,9 @@ def word_bounds(text: str, start: int, end: int) -> tuple[int, int]:
         start -= 1
     while end < len(text) and word_char(text[end - 1]) and word_char(text[end]):
         end += 1
-    while start < end and not word_char(text[start]):
+    while start < end and not text[start].isalnum():  # white space, punctuation, symbols
         start += 1
-    while end > start and not word_char(text[end - 1]) and not _kept_closer(text, start, end):
+    while end > start and not text[end - 1].isalnum() and not _kept_closer(text, start, end):
         end -= 1
     return start, end
 

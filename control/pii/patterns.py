@@ -6,7 +6,8 @@ only proposes candidates; a candidate is reported only when its validator accept
 
   EMAIL_ADDRESS  local@domain.tld, dot rules on both parts
   PHONE_NUMBER   phonenumbers' matcher at Leniency.VALID: numbers in +international form in
-                 any country, national forms of PHONE_REGIONS
+                 any country, national forms of PHONE_REGIONS written as a phone number is (with
+                 spaces, dashes, dots or brackets: a bare run of digits is an id or a timestamp)
   CREDIT_CARD    13-19 digits (single spaces or dashes between groups), Luhn, a known
                  issuer prefix with a length that issuer uses
   IBAN_CODE      country code, the country's IBAN length, ISO 7064 mod-97 == 1
@@ -111,6 +112,8 @@ def phones(text: str, regions: tuple[str, ...] = PHONE_REGIONS) -> Iterator[PiiS
     seen: set[tuple[int, int]] = set()
     for region in regions:
         for match in phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.VALID):
+            if not match.raw_string.startswith("+") and match.raw_string.isdigit():
+                continue
             if (match.start, match.end) not in seen:
                 seen.add((match.start, match.end))
                 yield _span("PHONE_NUMBER", text, match.start, match.end)
