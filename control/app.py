@@ -190,7 +190,9 @@ def decision_attributes(routed: Routed) -> dict:
                   if decision.costs else 0.0}
     if signals is not None:
         attributes.update({"semroute.category": signals.top_domain[0], "semroute.task": signals.top_task[0],
-                           "semroute.strong_prob": signals.strong_prob, "semroute.jailbreak_prob": signals.jailbreak_prob})
+                           "semroute.strong_prob": signals.strong_prob, "semroute.jailbreak_prob": signals.jailbreak_prob,
+                           "semroute.harmful_prob": signals.harmful_prob, "semroute.language": signals.language.code,
+                           "semroute.reliable": signals.reliable})
     return attributes
 
 

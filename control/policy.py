@@ -1,7 +1,8 @@
 """Policy: signals + request features + config → which backends answer. Pure: no I/O.
 
 Order:
-  1. safety            jailbreak_prob ≥ routing.safety.jailbreak_threshold → Blocked
+  1. safety            jailbreak_prob / harmful_prob ≥ routing.safety's threshold → Blocked
+                       (on an unreliable reading only as routing.safety.unreliable says: control/safety.py)
   2. candidates        the first matching routing.rules entry (priority, then file order);
                        else the task/domain shorthands; else model_scores; else the strong tier
                        (strong_prob ≥ threshold, or the calibrated threshold of target_share);
@@ -9,7 +10,7 @@ Order:
   3. sessions          a sticky conversation keeps its backend unless the new turn clearly
                        needs another (a task/domain rule at ≥ sessions.switch_confidence)
   4. PII               backends whose `pii` policy refuses the prompt's PII types drop out;
-                       none left → Blocked
+                       none left → Blocked (model spans of an unreliable reading: see 1)
   5. cost              estimated cost of every candidate; saving against the dearest backend
 """
 from __future__ import annotations
@@ -18,16 +19,12 @@ import re
 from dataclasses import asdict, dataclass, field
 
 from control.config import Config
+from control.language import MIN_CONFIDENCE as LANGUAGE_MIN_CONFIDENCE
 from control.routing_config import Rule, When
+from control.safety import Blocked, acting_pii, check_safety
 from control.signals import Signals
 
-
-class Blocked(Exception):
-    """The request must not go to any backend; `code` says why (OpenAI error code)."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code, self.message = code, message
+__all__ = ["Blocked", "Decision", "PolicyContext", "RequestFeatures", "decide", "matches", "passthrough"]
 
 
 @dataclass(frozen=True)
@@ -81,12 +78,19 @@ class _Match:
 
 
 def decide(signals: Signals, request: RequestFeatures, config: Config, context: PolicyContext = PolicyContext()) -> Decision:
-    check_safety(signals, config)
+    safety = config.routing.safety
+    untrusted = check_safety(signals, safety)
     match = _candidates(signals, request, config, context)
     match = _stick(match, config, context)
-    pii_types = {s.type for s in signals.pii}
-    allowed = [b for b in dict.fromkeys(match.backends + [config.routing.default])
-               if config.backend(b).allows_pii(pii_types)]
+    pii_types = {s.type for s in acting_pii(signals, safety)}
+    allowed = _allowed(match.backends, pii_types, config)
+    if untrusted is None and safety.route and not signals.reliable:
+        every_type = {s.type for s in signals.pii}
+        if _allowed(match.backends, every_type, config) != allowed:
+            untrusted = f"model PII spans {sorted(every_type - pii_types)} on an unreliable reading would remove candidates"
+    if untrusted is not None:
+        match = _Match([safety.route], "unreliable", f"{untrusted}: routing.safety.unreliable routes to '{safety.route}'", 0.0)
+        allowed = _allowed(match.backends, pii_types, config)
     if not allowed:
         raise Blocked("pii_not_allowed", f"the prompt contains {sorted(pii_types)}, which no candidate backend may receive")
     out_tokens = request.max_tokens if request.max_tokens is not None else config.routing.expected_output_tokens
@@ -99,16 +103,14 @@ def decide(signals: Signals, request: RequestFeatures, config: Config, context: 
         candidates=tuple(allowed), costs=costs,
         saving_usd=round(config.max_cost(request.prompt_tokens, out_tokens) - costs[0].estimated_cost_usd, 9),
         reasoning=rule.reasoning if rule else None,
-        cache=cache and (config.cache.cache_pii or not pii_types),
+        cache=cache and (config.cache.cache_pii or not signals.pii),  # any span, trusted or not, keeps it out
         confidence=round(match.confidence, 6),
     )
 
 
-def check_safety(signals: Signals, config: Config) -> None:
-    threshold = config.routing.safety.jailbreak_threshold
-    if threshold is not None and signals.jailbreak_prob >= threshold:
-        raise Blocked("jailbreak_detected", f"the prompt was blocked as a likely jailbreak "
-                                            f"(jailbreak_prob {signals.jailbreak_prob:.2f} ≥ {threshold:.2f})")
+def _allowed(backends: list[str], pii_types: set[str], config: Config) -> list[str]:
+    """The candidates (routing.default last, as the fallback) whose pii policy accepts these types."""
+    return [b for b in dict.fromkeys(backends + [config.routing.default]) if config.backend(b).allows_pii(pii_types)]
 
 
 def _candidates(signals: Signals, request: RequestFeatures, config: Config, context: PolicyContext) -> _Match:
@@ -146,15 +148,20 @@ def matches(when: When, signals: Signals, request: RequestFeatures, min_confiden
             if label not in wanted or p < floor:
                 return None
             confidence = min(confidence, p)
-    pii_types = {s.type for s in signals.pii}
     checks = (
         when.route is None or any(r in signals.routes for r in when.route),
         when.keywords is None or any(re.search(rf"\b{re.escape(k)}\b", request.prompt, re.IGNORECASE) for k in when.keywords),
         when.regex is None or re.search(when.regex, request.prompt) is not None,
-        when.pii is None or when.pii == bool(pii_types),
-        when.pii_types is None or bool(pii_types & set(when.pii_types)),
+        when.pii is None or when.pii == any(s.score >= (when.pii_min_score or 0.0) for s in signals.pii),
+        when.pii_types is None or has_pii_types(signals, when.pii_types, when.pii_min_score or 0.0),
         when.strong_prob_min is None or signals.strong_prob >= when.strong_prob_min,
         when.strong_prob_max is None or signals.strong_prob < when.strong_prob_max,
+        when.jailbreak_prob_min is None or signals.jailbreak_prob >= when.jailbreak_prob_min,
+        when.jailbreak_prob_max is None or signals.jailbreak_prob < when.jailbreak_prob_max,
+        when.harmful_prob_min is None or signals.harmful_prob >= when.harmful_prob_min,
+        when.harmful_prob_max is None or signals.harmful_prob < when.harmful_prob_max,
+        when.language is None or language_code(signals) in when.language,
+        when.reliable is None or when.reliable == signals.reliable,
         when.min_prompt_tokens is None or request.prompt_tokens >= when.min_prompt_tokens,
         when.max_prompt_tokens is None or request.prompt_tokens <= when.max_prompt_tokens,
         when.tools is None or when.tools == request.tools,
@@ -162,6 +169,18 @@ def matches(when: When, signals: Signals, request: RequestFeatures, min_confiden
         when.min_max_tokens is None or (request.max_tokens or 0) >= when.min_max_tokens,
     )
     return confidence if all(checks) else None
+
+
+def has_pii_types(signals: Signals, wanted: list[str] | dict[str, float], min_score: float) -> bool:
+    """A span of a wanted type at the rule's minimum score (a mapping: that type's own minimum too)."""
+    floors = wanted if isinstance(wanted, dict) else dict.fromkeys(wanted, 0.0)
+    return any(s.type in floors and s.score >= max(floors[s.type], min_score) for s in signals.pii)
+
+
+def language_code(signals: Signals) -> str:
+    """The detected language, or 'und' where the detector is not sure (code, a word or two)."""
+    language = signals.language
+    return language.code if language.confidence >= LANGUAGE_MIN_CONFIDENCE else "und"
 
 
 def split(rule: Rule, draw: float) -> list[str]:

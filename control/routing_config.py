@@ -23,7 +23,18 @@ class When(Strict):
     keywords: list[str] | None = Field(None, description="any of these words occurs (case-insensitive, whole word)")
     regex: str | None = Field(None, description="re.search on the prompt")
     pii: bool | None = Field(None, description="the prompt has (true) / has no (false) PII")
-    pii_types: list[str] | None = Field(None, description="the prompt has PII of one of these types")
+    pii_types: list[str] | dict[str, float] | None = Field(
+        None, description="the prompt has PII of one of these types; a mapping gives each type its minimum span score")
+    pii_min_score: float | None = Field(None, ge=0, le=1, description="pii / pii_types count only spans scoring at least "
+                                                                      "this (pattern spans score 1)")
+    jailbreak_prob_min: float | None = Field(None, ge=0, le=1)
+    jailbreak_prob_max: float | None = Field(None, ge=0, le=1)
+    harmful_prob_min: float | None = Field(None, ge=0, le=1, description="e.g. with domain: [health]: sensitive but "
+                                                                         "legitimate questions to a chosen backend")
+    harmful_prob_max: float | None = Field(None, ge=0, le=1)
+    language: list[str] | None = Field(None, description="the detected language (ISO 639-1) is one of these; 'und': "
+                                                         "undetermined (code, a word or two)")
+    reliable: bool | None = Field(None, description="the heads were (not) trained on the prompt's language")
     strong_prob_min: float | None = Field(None, ge=0, le=1)
     strong_prob_max: float | None = Field(None, ge=0, le=1)
     min_prompt_tokens: int | None = Field(None, ge=0)
@@ -31,6 +42,14 @@ class When(Strict):
     tools: bool | None = Field(None, description="the request carries tools")
     images: bool | None = Field(None, description="the request carries images")
     min_max_tokens: int | None = Field(None, ge=0, description="the client asks for at least this many output tokens")
+
+    @field_validator("language")
+    @classmethod
+    def _language_codes(cls, value: list[str] | None) -> list[str] | None:
+        bad = [code for code in value or [] if not re.fullmatch(r"[a-z]{2,3}", code)]
+        if bad:
+            raise ValueError(f"language codes are ISO 639-1, lower case (en, de, zh; 'und': undetermined), not {bad}")
+        return value
 
     @field_validator("regex")
     @classmethod
@@ -77,8 +96,21 @@ class StrongTier(Strict):
         return self
 
 
+class UnreliableRoute(Strict):
+    route: str = Field(description="backend for prompts whose unreliable signals would have blocked them or removed candidates")
+
+
 class Safety(Strict):
     jailbreak_threshold: float | None = Field(None, gt=0, le=1, description="block at or above this jailbreak_prob (unset: never)")
+    harmful_threshold: float | None = Field(None, gt=0, le=1, description="block at or above this harmful_prob (unset: never)")
+    unreliable: Literal["ignore", "block"] | UnreliableRoute = Field(
+        "ignore", description="when the heads were not trained on the prompt's language: ignore (its jailbreak/harmful "
+                              "scores and model PII spans neither block nor remove candidates), block (they act as "
+                              "usual), or {route: backend} (where they would have acted, that backend answers)")
+
+    @property
+    def route(self) -> str | None:
+        return self.unreliable.route if isinstance(self.unreliable, UnreliableRoute) else None
 
 
 class Sessions(Strict):
@@ -119,6 +151,8 @@ class Routing(Strict):
         refs += [(f"routing.rules.{r.name}.backends", b) for r in self.rules for b in r.backends]
         if self.strong:
             refs.append(("routing.strong.backend", self.strong.backend))
+        if self.safety.route:
+            refs.append(("routing.safety.unreliable.route", self.safety.route))
         return refs
 
     def label_refs(self) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:

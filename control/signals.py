@@ -3,7 +3,9 @@
 The only module that knows Triton. Prompts longer than the model's window are read in
 consecutive chunks (no silent truncation), sent together in one request, and folded back:
 class probabilities are averaged by chunk length, jailbreak takes the worst chunk, PII spans
-keep their character offsets in the original text.
+keep their character offsets in the original text (control/pii adds the validated pattern
+spans), harmful takes the worst chunk like jailbreak. The language (control/language.py) is
+detected here too, and says whether the heads can be trusted on this prompt.
 """
 from __future__ import annotations
 
@@ -19,23 +21,17 @@ from opentelemetry.trace import SpanKind
 from tokenizers import Tokenizer
 
 from control import metrics
+from control.language import Language, detect_language, reliability
+from control.pii import PiiSpan, find_pii  # PiiSpan lives with its decoders; importable from here as before
 from control.telemetry import TRACER, inject_headers
 from export.base_model import tokenizer_file
 from export.labels import MAX_SEQ_LEN, MODEL_NAME
 
-OUTPUTS = ("embedding", "domain_probs", "task_probs", "jailbreak_prob", "strong_prob", "pii_logits")
+OUTPUTS = ("embedding", "domain_probs", "task_probs", "jailbreak_prob", "strong_prob", "pii_logits", "harmful_prob")
 _REQUESTED = [grpcclient.InferRequestedOutput(n) for n in OUTPUTS]  # built once: they never change
 # Padded row widths (tokens), up to the chunk size. Eight shapes for Triton to batch together;
 # on the bench's real prompts they cost 15% padding (powers of two alone: 26%, bench/RESULTS.md).
 LENGTH_BUCKETS = (16, 32, 48, 64, 96, 128, 192, 256)
-
-
-@dataclass
-class PiiSpan:
-    type: str
-    start: int
-    end: int
-    text: str
 
 
 @dataclass
@@ -57,6 +53,10 @@ class Signals:
     read: ReadInfo
     embedding: np.ndarray = field(repr=False)
     routes: dict[str, float] = field(default_factory=dict)  # embedding routes matched → similarity
+    harmful_prob: float = 0.0   # the request itself seeks harmful help (worst chunk)
+    language: Language = Language("und", 0.0)
+    reliable: bool = True       # false: the language is one the heads were not trained on
+    reliable_reason: str = ""
 
     @property
     def top_domain(self) -> tuple[str, float]:
@@ -82,16 +82,27 @@ class Labels:
     pii_tags: list[str]
     max_batch_size: int
     strong_calibration: dict | None = None  # {"table": [{"strong_share", "threshold"}, ...]}
+    pii_thresholds: dict[str, float] = field(default_factory=dict)  # per-type decode thresholds (control/pii/decode.py)
+    languages: list[str] = field(default_factory=lambda: ["en"])    # ISO codes the heads were trained on
 
     @classmethod
     def from_model_config(cls, config: dict) -> "Labels":
         params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
+        missing = [n for n in OUTPUTS if n not in {o.get("name") for o in config.get("output", [])}]
+        if missing:  # an old model: refuse at start rather than read a signal as 0
+            raise RuntimeError(f"model '{config.get('name')}' has no output {', '.join(missing)}; the gateway needs "
+                               f"{', '.join(OUTPUTS)}: rebuild the repository with `semroute export`")
         try:
             return cls(json.loads(params["domain_labels"]), json.loads(params["task_labels"]),
                        json.loads(params["pii_tags"]), int(config.get("max_batch_size", 0)) or 64,
-                       json.loads(params["strong_calibration"]) if params.get("strong_calibration") else None)
+                       _json_param(params, "strong_calibration", None), _json_param(params, "pii_thresholds", {}),
+                       _json_param(params, "languages", ["en"]))
         except KeyError as exc:
             raise RuntimeError(f"model config of '{config.get('name')}' lacks label metadata {exc}; rebuild it with `semroute export`") from exc
+
+
+def _json_param(params: dict[str, str], name: str, default):
+    return json.loads(params[name]) if params.get(name) else default
 
 
 @dataclass
@@ -182,15 +193,18 @@ class Classifier:
         weights = np.array([len(c) - 2 for c in enc.chunks], dtype=np.float64).clip(min=1)
         weights /= weights.sum()
         emb = (out["embedding"] * weights[:, None]).sum(0)
+        language = detect_language(text)
+        reliable, why = reliability(language, self.labels.languages)
         return Signals(
             domain=_named(self.labels.domains, weights @ out["domain_probs"]),
             task=_named(self.labels.tasks, weights @ out["task_probs"]),
             jailbreak_prob=round(float(out["jailbreak_prob"].max()), 6),
             strong_prob=round(float(weights @ out["strong_prob"][:, 0]), 6),
-            pii=[s for i, offs in enumerate(enc.offsets)
-                 for s in decode_bio(text, offs, out["pii_logits"][i], self.labels.pii_tags)],
+            pii=find_pii(text, enc.offsets, out["pii_logits"], self.labels.pii_tags, self.labels.pii_thresholds),
             read=enc.read,
             embedding=(emb / max(np.linalg.norm(emb), 1e-12)).astype(np.float32),
+            harmful_prob=round(float(out["harmful_prob"].max()), 6),
+            language=language, reliable=reliable, reliable_reason=why,
         )
 
 
@@ -229,34 +243,6 @@ def _scatter(n_rows: int, groups: list[list[int]], parts: list[dict[str, np.ndar
             else:
                 out.setdefault(name, np.empty((n_rows, *value.shape[1:]), dtype=value.dtype))[index] = value
     return out
-
-
-def decode_bio(text: str, offsets: list[tuple[int, int]], logits: np.ndarray, tags: list[str]) -> list[PiiSpan]:
-    """Token BIO tags → character spans. A word piece continues the span of its word."""
-    spans: list[PiiSpan] = []
-    current: list | None = None  # [type, start, end]
-    tag_ids = logits[:len(offsets)].argmax(-1)
-    for (start, end), tag_id in zip(offsets, tag_ids):
-        if start == end:  # special token or padding
-            continue
-        tag = tags[int(tag_id)]
-        glued = current is not None and start == current[2]
-        word_piece = glued and text[start - 1].isalnum() and text[start].isalnum()
-        if tag == "O" and not word_piece:
-            current = _close(text, current, spans)
-        elif word_piece or (tag.startswith("I-") and current is not None and tag[2:] == current[0]):
-            current[2] = end
-        elif tag != "O":
-            _close(text, current, spans)
-            current = [tag[2:], start, end]
-    _close(text, current, spans)
-    return spans
-
-
-def _close(text: str, current: list | None, spans: list[PiiSpan]) -> None:
-    if current is not None:
-        spans.append(PiiSpan(current[0], current[1], current[2], text[current[1]:current[2]]))
-    return None
 
 
 def timed_ms(start: float) -> float:

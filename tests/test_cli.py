@@ -43,8 +43,11 @@ def test_classify_writes_one_line_per_input_in_order(triton, tmp_path):
     assert len(rows) == 3
     for row in rows:
         assert set(row) >= {"domain", "task", "jailbreak_prob", "strong_prob", "pii"}
+        assert set(row) >= {"harmful_prob", "language", "reliable", "reliable_reason"}  # model v2 signals
         assert abs(sum(row["domain"].values()) - 1) < 1e-3 and abs(sum(row["task"].values()) - 1) < 1e-3
-        assert all(set(span) == {"type", "start", "end", "text"} for span in row["pii"])
+        # v1's fields stay; v2 adds where a span came from and how sure it is (issue 11.1)
+        assert all(set(span) == {"type", "start", "end", "text", "source", "score"} for span in row["pii"])
+        assert all(span["source"] in ("pattern", "model") and 0 <= span["score"] <= 1 for span in row["pii"])
     assert max(rows[0]["task"], key=rows[0]["task"].get) == "coding"
     assert rows[2]["read"]["chunks"] == 2 and rows[2]["read"]["tokens"] == 400
 
