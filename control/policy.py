@@ -150,7 +150,7 @@ def matches(when: When, signals: Signals, request: RequestFeatures, min_confiden
     checks = (
         when.route is None or any(r in signals.routes for r in when.route),
         when.keywords is None or any(re.search(rf"\b{re.escape(k)}\b", request.prompt, re.IGNORECASE) for k in when.keywords),
-        when.regex is None or re.search(when.regex, request.prompt) is not None,
+        when.regex is None or when.pattern.search(request.prompt) is not None,  # RE2: linear time
         when.pii is None or when.pii == bool(pii_types),
         when.pii_types is None or bool(pii_types & set(when.pii_types)),
         when.strong_prob_min is None or signals.strong_prob >= when.strong_prob_min,

@@ -63,3 +63,19 @@ def test_unknown_labels_are_rejected():
     with pytest.raises(ConfigError, match=r"routing.domains.law \(law\)"):
         config.check_labels(domains=["health"], tasks=["math", "coding"])
     config.check_labels(domains=["law", "health"], tasks=["math", "coding"])
+
+
+@pytest.mark.parametrize("pattern", [r"(\w+) \1", r"foo(?=bar)", r"(?<!x)y"])
+def test_regex_re2_cannot_run_is_refused_naming_the_rule(tmp_path, pattern):
+    text = BACKEND + "routing: {default: a, rules: [{name: sneaky, backends: [a], when: {regex: '%s'}}]}" % pattern
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    message = str(info.value)
+    assert "rule 'sneaky'" in message and "backreferences" in message and "RE2" in message
+
+
+def test_config_regex_is_linear_time():
+    """The policy's regex match runs on RE2: (a+)+$ on 50,000 "a" + "!" returns (Python's re never does)."""
+    from control.routing_config import When
+    assert When(regex="(a+)+$").pattern.search("a" * 50_000 + "!") is None
+    assert When(regex=r"(?i)\bselect\b.+\bfrom\b").pattern.search("Select x FROM t") is not None

@@ -1,0 +1,84 @@
+"""Hostile or broken input (issue 12): config regexes, huge bodies, half-sent bodies, bytes that
+are not text, out-of-range parameters. The real gateway process in front of stub LLMs; no
+Triton (routing is degraded: signal-free rules only), since none of this needs the classifier.
+
+Hangs are caught by request timeouts; how fast things are goes to bench/, not here.
+"""
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+import requests
+
+from tests.gateway_proc import GatewayProcess
+from tests.stub_upstream import StubUpstream, free_port
+
+EVIL_REGEX = "(a+)+$"                       # exponential on Python's re: 50,000 "a" + "!" never ends
+SQL_REGEX = r"(?i)\bselect\b.+\bfrom\b"     # config/example.yaml's; quadratic on Python's re
+ROUTING = {"default": "cheap", "rules": [
+    {"name": "evil", "when": {"regex": EVIL_REGEX}, "backends": ["evil"]},
+    {"name": "sql", "when": {"regex": SQL_REGEX}, "backends": ["sql"]},
+]}
+
+
+@pytest.fixture(scope="module")
+def stubs():
+    servers = {name: StubUpstream(name).start() for name in ("cheap", "evil", "sql")}
+    yield servers
+    for s in servers.values():
+        s.stop()
+
+
+@pytest.fixture(scope="module")
+def gateway(stubs, tmp_path_factory):
+    config = {"backends": [{"name": n, "url": s.url, "model": f"{n}-id"} for n, s in stubs.items()], "routing": ROUTING}
+    proc = GatewayProcess(config, f"127.0.0.1:{free_port()}", tmp_path_factory.mktemp("hostile")).start()
+    yield proc
+    proc.stop()
+
+
+def chat(gateway, content: str, timeout: float = 30, **extra) -> requests.Response:
+    body = {"model": "auto", "messages": [{"role": "user", "content": content}], **extra}
+    return requests.post(f"{gateway.url}/v1/chat/completions", json=body, timeout=timeout)
+
+
+def healthz_during(gateway, slow_request) -> tuple[requests.Response, int]:
+    """/healthz asked while `slow_request` is in flight; returns the slow answer and /healthz's status."""
+    answer: dict = {}
+    worker = threading.Thread(target=lambda: answer.setdefault("resp", slow_request()))
+    worker.start()
+    try:
+        health = requests.get(f"{gateway.url}/healthz", timeout=5).status_code
+    finally:
+        worker.join(60)
+    return answer.get("resp"), health
+
+
+def assert_error(resp: requests.Response, status: int, code: str | None = None, param: str | None = None) -> dict:
+    assert resp.status_code == status, resp.text
+    error = resp.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"} and error["message"] and error["type"]
+    if code is not None:
+        assert error["code"] == code, error
+    if param is not None:
+        assert error["param"] == param, error
+    return error
+
+
+# --- 1. config regexes run in linear time ----------------------------------------------------
+
+def test_catastrophic_regex_does_not_freeze_the_gateway(gateway):
+    resp, health = healthz_during(gateway, lambda: chat(gateway, "a" * 50_000 + "!"))
+    assert health == 200
+    assert resp is not None and resp.status_code == 200, resp
+    assert resp.headers["x-semroute-rule"] == "default"  # no "$" after the a's: the rule does not match
+    assert chat(gateway, "a" * 5000).headers["x-semroute-rule"] == "rule:evil"
+
+
+def test_example_sql_regex_on_a_long_prompt(gateway):
+    resp, health = healthz_during(gateway, lambda: chat(gateway, "select " * 16_000))
+    assert health == 200
+    assert resp is not None and resp.headers["x-semroute-rule"] == "default", resp
+    assert chat(gateway, "SELECT name FROM users").headers["x-semroute-rule"] == "rule:sql"
