@@ -22,7 +22,7 @@ from typing import Literal
 
 from aiohttp import web
 from prometheus_client import Counter
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from control.protocol import APIError
 
@@ -63,6 +63,12 @@ class Auth(BaseModel):
     mode: Literal["auto", "on", "off"] = Field("auto", description="auto: on when listening beyond loopback")
     keys: list[ApiKey] = Field(default_factory=list)
     _by_digest: dict[str, ApiKey] = PrivateAttr(default_factory=dict)
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _yaml_boolean(cls, value):
+        # YAML 1.1 reads unquoted on/off as booleans: `mode: off`, as the docs write it, means "off".
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
 
     @model_validator(mode="after")
     def _index(self) -> "Auth":
