@@ -85,7 +85,10 @@ class Auth(BaseModel):
 
     def lookup(self, presented: str) -> ApiKey | None:
         # Hash first: the dict lookup then compares digests, never the secret itself.
-        return self._by_digest.get(digest(presented))
+        try:
+            return self._by_digest.get(digest(presented))
+        except UnicodeEncodeError:  # bytes that are not UTF-8 (kept as surrogates by aiohttp): no key has them
+            return None
 
     def problem(self, host: str) -> str | None:
         """Why this section cannot serve on `host` (auth on but no key), else None."""

@@ -18,6 +18,7 @@ from control.protocol import APIError
 
 REJECTED = Counter("semroute_limit_rejections_total", "Requests refused by a limit", ["code"])
 JSON_TYPES = ("application/json",)
+TEXT_HEADERS = ("x-session-id",)  # read by routing (sticky sessions, A/B draws)
 
 
 class Limits(BaseModel):
@@ -47,8 +48,26 @@ def headers_middleware(limits_of: Callable[[], Limits]):
         size = sum(len(k) + len(v) + 4 for k, v in request.raw_headers)  # ": " and CRLF per line
         if size > limit:
             raise refuse(431, f"request headers are {size} bytes; the limit is {limit}", "request_header_fields_too_large")
+        check_text_headers(request)
         return await handler(request)
     return check_headers
+
+
+def check_text_headers(request: web.Request) -> None:
+    """Headers the gateway reads as text must be UTF-8 (aiohttp keeps other bytes as surrogates,
+    which fail later where the value is hashed or encoded)."""
+    for name in TEXT_HEADERS:
+        value = request.headers.get(name)
+        if value is not None and not is_utf8(value):
+            raise refuse(400, f"header {name} is not valid UTF-8", "invalid_header", param=name)
+
+
+def is_utf8(value: str) -> bool:
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 async def read_json(request: web.Request, limits: Limits) -> dict:

@@ -82,3 +82,59 @@ def test_example_sql_regex_on_a_long_prompt(gateway):
     assert health == 200
     assert resp is not None and resp.headers["x-semroute-rule"] == "default", resp
     assert chat(gateway, "SELECT name FROM users").headers["x-semroute-rule"] == "rule:sql"
+
+
+# --- 10. header bytes that are not text --------------------------------------------------------
+
+KEY = "sk-hostile-0123456789"
+
+
+@pytest.fixture(scope="module")
+def secured(stubs, tmp_path_factory):
+    import hashlib
+    config = {"backends": [{"name": "cheap", "url": stubs["cheap"].url, "model": "cheap-id"}], "routing": {"default": "cheap"},
+              "auth": {"mode": "on", "keys": [{"name": "k", "sha256": hashlib.sha256(KEY.encode()).hexdigest()}]}}
+    proc = GatewayProcess(config, f"127.0.0.1:{free_port()}", tmp_path_factory.mktemp("hostile-auth")).start()
+    yield proc
+    proc.stop()
+
+
+def raw_post(gateway, headers: dict[str, bytes], body: bytes | None = None) -> tuple[int, dict]:
+    """POST /v1/chat/completions with header values sent as these exact bytes (requests would re-encode them)."""
+    import http.client
+    body = body if body is not None else json.dumps({"model": "cheap", "messages": [{"role": "user", "content": "hi"}]}).encode()
+    conn = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=10)
+    try:
+        conn.putrequest("POST", "/v1/chat/completions")
+        for name, value in {"Content-Type": b"application/json", "Content-Length": str(len(body)).encode(), **headers}.items():
+            conn.putheader(name, value)
+        conn.endheaders(body)
+        resp = conn.getresponse()
+        return resp.status, json.loads(resp.read())
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("value", [b"Bearer \xff", b"Bearer sk-caf\xe9", b"Bearer \xc3\xa9\xff\xfe", b"\xff\xfe"])
+def test_non_ascii_api_key_is_a_401(secured, value):
+    status, body = raw_post(secured, {"Authorization": value})
+    assert status == 401 and body["error"]["code"] == "invalid_api_key", body
+    assert set(body["error"]) == {"message", "type", "param", "code"}
+    assert "Traceback" not in secured.log()
+
+
+def test_valid_key_still_works_beside_bad_bytes(secured):
+    status, body = raw_post(secured, {"Authorization": f"Bearer {KEY}".encode()})
+    assert status == 200, body
+
+
+@pytest.mark.parametrize("header", ["x-session-id", "x-request-id"])
+def test_header_that_is_not_utf8(gateway, header):
+    status, body = raw_post(gateway, {header: b"conv-\xff\xfe-1"})
+    if header == "x-session-id":  # routing reads it: refused
+        assert status == 400 and body["error"]["code"] == "invalid_header" and body["error"]["param"] == header, body
+    else:  # only echoed: replaced by an id of our own
+        assert status == 200, body
+    assert "Traceback" not in gateway.log()
+    status, body = raw_post(gateway, {header: "conv-é-1".encode()})  # valid UTF-8 is fine
+    assert status == 200, body
