@@ -7,6 +7,8 @@ surrogates, no NaN, no RecursionError on deep nesting), then depth, message coun
 """
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable
 
 import orjson
@@ -16,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from control.protocol import APIError
 
+log = logging.getLogger("semroute.limits")
 REJECTED = Counter("semroute_limit_rejections_total", "Requests refused by a limit", ["code"])
 JSON_TYPES = ("application/json",)
 TEXT_HEADERS = ("x-session-id",)  # read by routing (sticky sessions, A/B draws)
@@ -29,6 +32,8 @@ class Limits(BaseModel):
     max_messages: int = Field(2048, gt=0, description="messages in one chat request")
     max_chars: int = Field(2_000_000, gt=0, description="text characters in all messages (or /v1/route text) together")
     max_json_depth: int = Field(64, gt=0, description="nesting depth of the JSON body")
+    body_read_timeout_s: float = Field(30.0, gt=0, description="time allowed to receive the whole body; a client "
+                                                               "that stalls midway gets a 408 and is dropped")
 
 
 # aiohttp's own parser refuses longer header lines with a plain-text 400 before our code runs;
@@ -73,7 +78,7 @@ def is_utf8(value: str) -> bool:
 async def read_json(request: web.Request, limits: Limits) -> dict:
     """The body as a JSON object, or an OpenAI-shaped 4xx saying which limit it broke."""
     check_content_type(request)
-    raw = await read_body(request, limits.max_body_bytes)
+    raw = await read_body(request, limits.max_body_bytes, limits.body_read_timeout_s)
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -100,16 +105,43 @@ def check_content_type(request: web.Request) -> None:
         raise refuse(415, f"the body must be UTF-8, not charset '{charset}'", "unsupported_media_type")
 
 
-async def read_body(request: web.Request, limit: int) -> bytes:
+async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes:
     if request.content_length is not None and request.content_length > limit:
         raise refuse(413, f"request body is {request.content_length} bytes; the limit is {limit}", "request_too_large")
     parts, size = [], 0
-    while chunk := await request.content.readany():
-        size += len(chunk)
-        if size > limit:
-            raise refuse(413, f"request body exceeds the limit of {limit} bytes", "request_too_large")
-        parts.append(chunk)
+    try:
+        async with asyncio.timeout(timeout_s):  # the whole body, so a trickle is bounded too
+            while chunk := await request.content.readany():
+                size += len(chunk)
+                if size > limit:
+                    raise refuse(413, f"request body exceeds the limit of {limit} bytes", "request_too_large")
+                parts.append(chunk)
+    except TimeoutError:
+        log.warning("client stalled sending its body (%d bytes in %gs): answering 408 and closing", size, timeout_s)
+        raise refuse(408, f"the request body did not arrive within {timeout_s:g}s", "request_timeout") from None
+    except ConnectionError:  # the client left midway: nobody to answer, nothing went wrong here
+        log.info("client disconnected while sending its body (%d bytes received)", size)
+        raise ClientGone() from None
     return b"".join(parts)
+
+
+class ClientGone(APIError):
+    """The client closed its connection; the answer is written to nobody (aiohttp drops it quietly)."""
+
+    def __init__(self):
+        super().__init__(499, "client closed the request", code="client_closed_request")
+
+
+async def answer_and_close(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
+    """Send `response`, then close the connection at once: aiohttp would otherwise linger,
+    waiting for the rest of a body that is not coming."""
+    try:
+        await response.prepare(request)
+        await response.write_eof()
+    except ConnectionError:
+        pass
+    request.protocol.force_close()
+    return response
 
 
 def too_deep(value, limit: int) -> bool:

@@ -138,3 +138,57 @@ def test_header_that_is_not_utf8(gateway, header):
     assert "Traceback" not in gateway.log()
     status, body = raw_post(gateway, {header: "conv-é-1".encode()})  # valid UTF-8 is fine
     assert status == 200, body
+
+
+# --- 4. a body that stops midway ---------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def impatient(stubs, tmp_path_factory):
+    config = {"backends": [{"name": "cheap", "url": stubs["cheap"].url, "model": "cheap-id"}], "routing": {"default": "cheap"},
+              "limits": {"body_read_timeout_s": 1}}
+    proc = GatewayProcess(config, f"127.0.0.1:{free_port()}", tmp_path_factory.mktemp("hostile-slow")).start()
+    yield proc
+    proc.stop()
+
+
+HALF_BODIES = {
+    "content-length": b"Content-Length: 1000\r\n\r\n" + b'{"model": "cheap", "mess',
+    "chunked": b"Transfer-Encoding: chunked\r\n\r\n" + b'11\r\n{"model": "cheap"\r\n',
+}
+
+
+def send_half(gateway, how: str):
+    import socket
+    sock = socket.create_connection(("127.0.0.1", gateway.port), timeout=10)
+    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n" + HALF_BODIES[how])
+    return sock
+
+
+def read_until_closed(sock) -> bytes:
+    data = b""
+    while chunk := sock.recv(65536):  # the socket timeout (10 s) fails a gateway that holds on
+        data += chunk
+    return data
+
+
+@pytest.mark.parametrize("how", sorted(HALF_BODIES))
+def test_stalled_body_gets_408_and_is_dropped(impatient, how):
+    with send_half(impatient, how) as sock:
+        answer = read_until_closed(sock)  # returns only once the gateway has closed the connection
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408"), answer[:300]
+    assert json.loads(body)["error"]["code"] == "request_timeout"
+    assert requests.get(f"{impatient.url}/healthz", timeout=5).status_code == 200
+
+
+@pytest.mark.parametrize("how", sorted(HALF_BODIES))
+def test_client_leaving_midway_logs_one_quiet_line(impatient, how):
+    import time
+    before = impatient.log().count("client disconnected while sending its body")
+    send_half(impatient, how).close()
+    deadline = time.monotonic() + 10
+    while impatient.log().count("client disconnected while sending its body") == before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    lines = [json.loads(line) for line in impatient.log().splitlines() if "client disconnected" in line]
+    assert len(lines) == before + 1 and lines[-1]["level"] == "INFO"
+    assert '"ERROR"' not in impatient.log() and "Traceback" not in impatient.log()
