@@ -2,8 +2,11 @@
 
 Every refusal is a 4xx in OpenAI's error shape. Checks run cheapest first: headers (in a
 middleware), content type, declared length, the body as it streams in (so an oversized
-chunked body is never buffered whole), then strict JSON (orjson: valid UTF-8 only, no lone
-surrogates, no NaN, no RecursionError on deep nesting), then depth, message count and size.
+chunked body is never buffered whole) within a time limit, then strict JSON (orjson: valid
+UTF-8 only, no lone surrogates, no NaN, no RecursionError on deep nesting), then the counts
+of messages, content parts and tools (before validation, whose cost grows with them), then
+depth, and after validation the text size. Big bodies are parsed in a thread so the event
+loop keeps serving others meanwhile.
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import logging
 from collections.abc import Callable
 
 import orjson
+import simdjson
 from aiohttp import web
 from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field
@@ -21,6 +25,7 @@ from control.protocol import APIError
 log = logging.getLogger("semroute.limits")
 REJECTED = Counter("semroute_limit_rejections_total", "Requests refused by a limit", ["code"])
 JSON_TYPES = ("application/json",)
+ARRAYS, OBJECTS = (list, simdjson.Array), (dict, simdjson.Object)
 TEXT_HEADERS = ("x-session-id",)  # read by routing (sticky sessions, A/B draws)
 
 
@@ -32,6 +37,11 @@ class Limits(BaseModel):
     max_messages: int = Field(2048, gt=0, description="messages in one chat request")
     max_chars: int = Field(2_000_000, gt=0, description="text characters in all messages (or /v1/route text) together")
     max_json_depth: int = Field(64, gt=0, description="nesting depth of the JSON body")
+    max_content_parts: int = Field(2048, gt=0, description="content parts in all messages together")
+    max_parts_per_message: int = Field(1024, gt=0, description="content parts in one message")
+    max_tools: int = Field(128, gt=0, description="tools (and functions) in one request; OpenAI's own limit is 128")
+    parse_in_thread_bytes: int = Field(256 * 1024, ge=0, description="bodies larger than this are parsed in a "
+                                                                     "thread, not on the event loop")
     body_read_timeout_s: float = Field(30.0, gt=0, description="time allowed to receive the whole body; a client "
                                                                "that stalls midway gets a 408 and is dropped")
 
@@ -79,6 +89,27 @@ async def read_json(request: web.Request, limits: Limits) -> dict:
     """The body as a JSON object, or an OpenAI-shaped 4xx saying which limit it broke."""
     check_content_type(request)
     raw = await read_body(request, limits.max_body_bytes, limits.body_read_timeout_s)
+    if len(raw) > limits.parse_in_thread_bytes:  # megabytes of small objects take a while: not on the loop
+        return await asyncio.to_thread(parse_big_json, raw, limits)
+    return parse_json(raw, limits)
+
+
+def parse_big_json(raw: bytes, limits: Limits) -> dict:
+    """A big body is counted first on simdjson's lazy document (no Python objects: ~10x cheaper
+    than building them), so a body of 150k tiny parts is refused before orjson builds it.
+    orjson holds the GIL while it builds objects, so the thread alone would not spare the loop."""
+    try:
+        document = simdjson.Parser().parse(raw)
+    except ValueError:  # not valid JSON (UnicodeDecodeError is one too): orjson's error names it
+        document = None
+    if isinstance(document, simdjson.Object):
+        check_counts(document, limits)
+    del document  # the parser's buffer is released with its last proxy
+    return parse_json(raw, limits)
+
+
+def parse_json(raw: bytes, limits: Limits) -> dict:
+    """Strict JSON, then the counts (cheap, before any walk or validation), then the depth."""
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -88,9 +119,36 @@ async def read_json(request: web.Request, limits: Limits) -> dict:
         raise refuse(400, f"request body is not valid JSON: {exc}", code) from None
     if not isinstance(body, dict):
         raise refuse(400, "request body must be a JSON object", "invalid_json")
+    check_counts(body, limits)
     if too_deep(body, limits.max_json_depth):
         raise refuse(400, f"request body nests deeper than {limits.max_json_depth} levels", "json_too_deep")
     return body
+
+
+def check_counts(body, limits: Limits) -> None:
+    """Messages, content parts and tools counted before validation, whose cost (and that of
+    its errors) grows with them. Wrong types are left for validation to name. `body` is a
+    dict, or simdjson's lazy Object."""
+    messages = body.get("messages")
+    if isinstance(messages, ARRAYS):
+        if len(messages) > limits.max_messages:
+            raise refuse(400, f"{len(messages)} messages; the limit is {limits.max_messages}", "too_many_messages", "messages")
+        total = 0
+        for i, message in enumerate(messages):
+            parts = message.get("content") if isinstance(message, OBJECTS) else None
+            if not isinstance(parts, ARRAYS):
+                continue
+            if len(parts) > limits.max_parts_per_message:
+                raise refuse(400, f"message {i} has {len(parts)} content parts; the limit is {limits.max_parts_per_message}",
+                             "too_many_content_parts", f"messages.{i}.content")
+            total += len(parts)
+        if total > limits.max_content_parts:
+            raise refuse(400, f"{total} content parts in all messages; the limit is {limits.max_content_parts}",
+                         "too_many_content_parts", "messages")
+    for field in ("tools", "functions"):
+        tools = body.get(field)
+        if isinstance(tools, ARRAYS) and len(tools) > limits.max_tools:
+            raise refuse(400, f"{len(tools)} {field}; the limit is {limits.max_tools}", "too_many_tools", field)
 
 
 def check_content_type(request: web.Request) -> None:

@@ -192,3 +192,60 @@ def test_client_leaving_midway_logs_one_quiet_line(impatient, how):
     lines = [json.loads(line) for line in impatient.log().splitlines() if "client disconnected" in line]
     assert len(lines) == before + 1 and lines[-1]["level"] == "INFO"
     assert '"ERROR"' not in impatient.log() and "Traceback" not in impatient.log()
+
+
+# --- 3. counts before validation; big bodies parsed off the loop -------------------------------
+
+def post_json(gateway, body: dict, timeout: float = 30) -> requests.Response:
+    return requests.post(f"{gateway.url}/v1/chat/completions", data=json.dumps(body), timeout=timeout,
+                         headers={"Content-Type": "application/json"})
+
+
+def many_parts(count: int) -> dict:
+    return {"model": "cheap", "messages": [{"role": "user", "content": [{"type": "text"}] * count}]}
+
+
+@pytest.mark.parametrize("body,code,param", [
+    (many_parts(150_000), "too_many_content_parts", "messages.0.content"),
+    ({"model": "cheap", "messages": [{"role": "user", "content": [{"type": "text", "text": "x"}] * 1000}] * 3},
+     "too_many_content_parts", "messages"),
+    # 100k messages, the last one invalid: the count answers first (validation would have walked them all)
+    ({"model": "cheap", "messages": [{"role": "user", "content": "hi"}] * 99_999 + [{"role": "nobody"}]},
+     "too_many_messages", "messages"),
+    ({"model": "cheap", "messages": [{"role": "user", "content": "hi"}],
+      "tools": [{"type": "function", "function": {"name": f"f{i}"}} for i in range(200)]}, "too_many_tools", "tools"),
+])
+def test_counts_are_checked_before_validation(gateway, body, code, param):
+    assert_error(post_json(gateway, body), 400, code, param)
+
+
+def test_counts_within_limits_pass(gateway, stubs):
+    body = {"model": "cheap", "messages": [{"role": "user", "content": [{"type": "text", "text": "x"}] * 1000}] * 2}
+    assert post_json(gateway, body).status_code == 200
+    assert len(stubs["cheap"].requests[-1][2]["messages"]) == 2
+
+
+def test_others_are_served_while_huge_bodies_arrive(gateway):
+    """Two clients keep sending 150k-part bodies; a third still gets answers. Only "served at
+    all" is asserted here (timings: bench/, and the report)."""
+    stop, refused = threading.Event(), []
+
+    def attacker() -> None:
+        data = json.dumps(many_parts(150_000))
+        with requests.Session() as session:
+            while not stop.is_set():
+                refused.append(session.post(f"{gateway.url}/v1/chat/completions", data=data, timeout=60,
+                                            headers={"Content-Type": "application/json"}).status_code)
+
+    threads = [threading.Thread(target=attacker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        served = [chat(gateway, "hello there", timeout=30).status_code for _ in range(20)]
+        health = [requests.get(f"{gateway.url}/healthz", timeout=30).status_code for _ in range(20)]
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(60)
+    assert served == [200] * 20 and health == [200] * 20
+    assert refused and set(refused) == {400}
