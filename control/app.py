@@ -19,7 +19,7 @@ from control.batching import BatchingClassifier
 from control.config import Backend, Config, ConfigError, load_config
 from control.cache import CachedResponse, InMemoryCache, ResponseCache, cache_key
 from control.degrade import ClassifierGuard, degraded_headers
-from control.limits import PARSER_LIMITS, check_messages, headers_middleware, read_json
+from control.limits import PARSER_LIMITS, answer_and_close, check_messages, headers_middleware, read_json
 from control.openapi import openapi_handler
 from control.policy import apply_reasoning
 from control.protocol import AUTO_MODEL, APIError, ChatCompletionRequest, RouteRequest, validation_error
@@ -244,7 +244,8 @@ async def errors_middleware(request: web.Request, handler):
         return await handler(request)
     except APIError as err:
         err.message = redact.redact(err.message)
-        return web.json_response(err.body(), status=err.status, headers={**err.headers, "x-request-id": request["request_id"]})
+        response = web.json_response(err.body(), status=err.status, headers={**err.headers, "x-request-id": request["request_id"]})
+        return await answer_and_close(request, response) if err.status == 408 else response  # 408: a stalled body
     except web.HTTPException as exc:  # unknown path, wrong method, body too large
         err = APIError(exc.status, exc.reason, code=exc.reason.lower().replace(" ", "_"))
         return web.json_response(err.body(), status=exc.status)

@@ -22,7 +22,7 @@ from typing import Literal
 
 from aiohttp import web
 from prometheus_client import Counter
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from control.protocol import APIError
 
@@ -64,6 +64,12 @@ class Auth(BaseModel):
     keys: list[ApiKey] = Field(default_factory=list)
     _by_digest: dict[str, ApiKey] = PrivateAttr(default_factory=dict)
 
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _yaml_boolean(cls, value):
+        # YAML 1.1 reads unquoted on/off as booleans: `mode: off`, as the docs write it, means "off".
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
+
     @model_validator(mode="after")
     def _index(self) -> "Auth":
         names = [k.name for k in self.keys]
@@ -79,7 +85,10 @@ class Auth(BaseModel):
 
     def lookup(self, presented: str) -> ApiKey | None:
         # Hash first: the dict lookup then compares digests, never the secret itself.
-        return self._by_digest.get(digest(presented))
+        try:
+            return self._by_digest.get(digest(presented))
+        except UnicodeEncodeError:  # bytes that are not UTF-8 (kept as surrogates by aiohttp): no key has them
+            return None
 
     def problem(self, host: str) -> str | None:
         """Why this section cannot serve on `host` (auth on but no key), else None."""

@@ -55,6 +55,15 @@ class Backend(_Strict):
         None, description="how this backend turns reasoning on/off: chat_template_kwargs.enable_thinking, "
                           "thinking, or reasoning_effort")
 
+    @model_validator(mode="after")
+    def _one_credential(self) -> "Backend":
+        # aiohttp sends URL credentials as Basic auth and refuses them beside a Bearer header,
+        # so the pair would fail every request: refused here instead.
+        if (self.url.username or self.url.password) and self.api_key_env:
+            raise ValueError(f"backend '{self.name}': the url carries credentials (user:pass@) and api_key_env is set; "
+                             "give one: api_key_env for a Bearer key, or credentials in the url for Basic auth")
+        return self
+
     def allows_pii(self, types: set[str]) -> bool:
         if not types or self.pii == "allow":
             return True
@@ -120,6 +129,8 @@ def load_config(path: str | Path) -> Config:
         raw = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:  # a directory, no permission, not text: refused like bad YAML
+        raise ConfigError(f"{path}: cannot read the config file: {exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):

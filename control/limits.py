@@ -2,22 +2,31 @@
 
 Every refusal is a 4xx in OpenAI's error shape. Checks run cheapest first: headers (in a
 middleware), content type, declared length, the body as it streams in (so an oversized
-chunked body is never buffered whole), then strict JSON (orjson: valid UTF-8 only, no lone
-surrogates, no NaN, no RecursionError on deep nesting), then depth, message count and size.
+chunked body is never buffered whole) within a time limit, then strict JSON (orjson: valid
+UTF-8 only, no lone surrogates, no NaN, no RecursionError on deep nesting), then the counts
+of messages, content parts and tools (before validation, whose cost grows with them), then
+depth, and after validation the text size. Big bodies are parsed in a thread so the event
+loop keeps serving others meanwhile.
 """
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable
 
 import orjson
+import simdjson
 from aiohttp import web
 from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field
 
 from control.protocol import APIError
 
+log = logging.getLogger("semroute.limits")
 REJECTED = Counter("semroute_limit_rejections_total", "Requests refused by a limit", ["code"])
 JSON_TYPES = ("application/json",)
+ARRAYS, OBJECTS = (list, simdjson.Array), (dict, simdjson.Object)
+TEXT_HEADERS = ("x-session-id",)  # read by routing (sticky sessions, A/B draws)
 
 
 class Limits(BaseModel):
@@ -28,6 +37,13 @@ class Limits(BaseModel):
     max_messages: int = Field(2048, gt=0, description="messages in one chat request")
     max_chars: int = Field(2_000_000, gt=0, description="text characters in all messages (or /v1/route text) together")
     max_json_depth: int = Field(64, gt=0, description="nesting depth of the JSON body")
+    max_content_parts: int = Field(2048, gt=0, description="content parts in all messages together")
+    max_parts_per_message: int = Field(1024, gt=0, description="content parts in one message")
+    max_tools: int = Field(128, gt=0, description="tools (and functions) in one request; OpenAI's own limit is 128")
+    parse_in_thread_bytes: int = Field(256 * 1024, ge=0, description="bodies larger than this are parsed in a "
+                                                                     "thread, not on the event loop")
+    body_read_timeout_s: float = Field(30.0, gt=0, description="time allowed to receive the whole body; a client "
+                                                               "that stalls midway gets a 408 and is dropped")
 
 
 # aiohttp's own parser refuses longer header lines with a plain-text 400 before our code runs;
@@ -47,14 +63,53 @@ def headers_middleware(limits_of: Callable[[], Limits]):
         size = sum(len(k) + len(v) + 4 for k, v in request.raw_headers)  # ": " and CRLF per line
         if size > limit:
             raise refuse(431, f"request headers are {size} bytes; the limit is {limit}", "request_header_fields_too_large")
+        check_text_headers(request)
         return await handler(request)
     return check_headers
+
+
+def check_text_headers(request: web.Request) -> None:
+    """Headers the gateway reads as text must be UTF-8 (aiohttp keeps other bytes as surrogates,
+    which fail later where the value is hashed or encoded)."""
+    for name in TEXT_HEADERS:
+        value = request.headers.get(name)
+        if value is not None and not is_utf8(value):
+            raise refuse(400, f"header {name} is not valid UTF-8", "invalid_header", param=name)
+
+
+def is_utf8(value: str) -> bool:
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 async def read_json(request: web.Request, limits: Limits) -> dict:
     """The body as a JSON object, or an OpenAI-shaped 4xx saying which limit it broke."""
     check_content_type(request)
-    raw = await read_body(request, limits.max_body_bytes)
+    raw = await read_body(request, limits.max_body_bytes, limits.body_read_timeout_s)
+    if len(raw) > limits.parse_in_thread_bytes:  # megabytes of small objects take a while: not on the loop
+        return await asyncio.to_thread(parse_big_json, raw, limits)
+    return parse_json(raw, limits)
+
+
+def parse_big_json(raw: bytes, limits: Limits) -> dict:
+    """A big body is counted first on simdjson's lazy document (no Python objects: ~10x cheaper
+    than building them), so a body of 150k tiny parts is refused before orjson builds it.
+    orjson holds the GIL while it builds objects, so the thread alone would not spare the loop."""
+    try:
+        document = simdjson.Parser().parse(raw)
+    except ValueError:  # not valid JSON (UnicodeDecodeError is one too): orjson's error names it
+        document = None
+    if isinstance(document, simdjson.Object):
+        check_counts(document, limits)
+    del document  # the parser's buffer is released with its last proxy
+    return parse_json(raw, limits)
+
+
+def parse_json(raw: bytes, limits: Limits) -> dict:
+    """Strict JSON, then the counts (cheap, before any walk or validation), then the depth."""
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -64,9 +119,36 @@ async def read_json(request: web.Request, limits: Limits) -> dict:
         raise refuse(400, f"request body is not valid JSON: {exc}", code) from None
     if not isinstance(body, dict):
         raise refuse(400, "request body must be a JSON object", "invalid_json")
+    check_counts(body, limits)
     if too_deep(body, limits.max_json_depth):
         raise refuse(400, f"request body nests deeper than {limits.max_json_depth} levels", "json_too_deep")
     return body
+
+
+def check_counts(body, limits: Limits) -> None:
+    """Messages, content parts and tools counted before validation, whose cost (and that of
+    its errors) grows with them. Wrong types are left for validation to name. `body` is a
+    dict, or simdjson's lazy Object."""
+    messages = body.get("messages")
+    if isinstance(messages, ARRAYS):
+        if len(messages) > limits.max_messages:
+            raise refuse(400, f"{len(messages)} messages; the limit is {limits.max_messages}", "too_many_messages", "messages")
+        total = 0
+        for i, message in enumerate(messages):
+            parts = message.get("content") if isinstance(message, OBJECTS) else None
+            if not isinstance(parts, ARRAYS):
+                continue
+            if len(parts) > limits.max_parts_per_message:
+                raise refuse(400, f"message {i} has {len(parts)} content parts; the limit is {limits.max_parts_per_message}",
+                             "too_many_content_parts", f"messages.{i}.content")
+            total += len(parts)
+        if total > limits.max_content_parts:
+            raise refuse(400, f"{total} content parts in all messages; the limit is {limits.max_content_parts}",
+                         "too_many_content_parts", "messages")
+    for field in ("tools", "functions"):
+        tools = body.get(field)
+        if isinstance(tools, ARRAYS) and len(tools) > limits.max_tools:
+            raise refuse(400, f"{len(tools)} {field}; the limit is {limits.max_tools}", "too_many_tools", field)
 
 
 def check_content_type(request: web.Request) -> None:
@@ -81,16 +163,43 @@ def check_content_type(request: web.Request) -> None:
         raise refuse(415, f"the body must be UTF-8, not charset '{charset}'", "unsupported_media_type")
 
 
-async def read_body(request: web.Request, limit: int) -> bytes:
+async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes:
     if request.content_length is not None and request.content_length > limit:
         raise refuse(413, f"request body is {request.content_length} bytes; the limit is {limit}", "request_too_large")
     parts, size = [], 0
-    while chunk := await request.content.readany():
-        size += len(chunk)
-        if size > limit:
-            raise refuse(413, f"request body exceeds the limit of {limit} bytes", "request_too_large")
-        parts.append(chunk)
+    try:
+        async with asyncio.timeout(timeout_s):  # the whole body, so a trickle is bounded too
+            while chunk := await request.content.readany():
+                size += len(chunk)
+                if size > limit:
+                    raise refuse(413, f"request body exceeds the limit of {limit} bytes", "request_too_large")
+                parts.append(chunk)
+    except TimeoutError:
+        log.warning("client stalled sending its body (%d bytes in %gs): answering 408 and closing", size, timeout_s)
+        raise refuse(408, f"the request body did not arrive within {timeout_s:g}s", "request_timeout") from None
+    except ConnectionError:  # the client left midway: nobody to answer, nothing went wrong here
+        log.info("client disconnected while sending its body (%d bytes received)", size)
+        raise ClientGone() from None
     return b"".join(parts)
+
+
+class ClientGone(APIError):
+    """The client closed its connection; the answer is written to nobody (aiohttp drops it quietly)."""
+
+    def __init__(self):
+        super().__init__(499, "client closed the request", code="client_closed_request")
+
+
+async def answer_and_close(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
+    """Send `response`, then close the connection at once: aiohttp would otherwise linger,
+    waiting for the rest of a body that is not coming."""
+    try:
+        await response.prepare(request)
+        await response.write_eof()
+    except ConnectionError:
+        pass
+    request.protocol.force_close()
+    return response
 
 
 def too_deep(value, limit: int) -> bool:

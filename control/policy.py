@@ -151,7 +151,7 @@ def matches(when: When, signals: Signals, request: RequestFeatures, min_confiden
     checks = (
         when.route is None or any(r in signals.routes for r in when.route),
         when.keywords is None or any(re.search(rf"\b{re.escape(k)}\b", request.prompt, re.IGNORECASE) for k in when.keywords),
-        when.regex is None or re.search(when.regex, request.prompt) is not None,
+        when.regex is None or when.pattern.search(request.prompt) is not None,  # RE2: linear time
         when.pii is None or when.pii == any(s.score >= (when.pii_min_score or 0.0) for s in signals.pii),
         when.pii_types is None or has_pii_types(signals, when.pii_types, when.pii_min_score or 0.0),
         when.strong_prob_min is None or signals.strong_prob >= when.strong_prob_min,

@@ -79,14 +79,20 @@ class ConfigReloader:
             try:
                 await self.install(load_config(self.path))
             except (ConfigError, ValueError) as exc:
-                self.last_error = f"{exc}"
-                RELOADS.labels(result="refused").inc()
-                log.error("config reload (%s) refused, keeping the running config: %s", trigger, exc)
-                return False
+                return self._refused(trigger, f"{exc}")
+            except Exception as exc:  # noqa: BLE001 - whatever fails, the watcher must live on
+                log.exception("config reload (%s) failed unexpectedly", trigger)
+                return self._refused(trigger, f"{type(exc).__name__}: {exc}")
             self.loaded_at, self.last_error = time.time(), None
             RELOADS.labels(result="applied").inc()
             log.info("config reloaded (%s) from %s", trigger, self.path)
             return True
+
+    def _refused(self, trigger: str, why: str) -> bool:
+        self.last_error = why
+        RELOADS.labels(result="refused").inc()
+        log.error("config reload (%s) refused, keeping the running config: %s", trigger, why)
+        return False
 
     async def _watch(self) -> None:
         pending = None

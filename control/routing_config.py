@@ -7,7 +7,9 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+from control.config_regex import compile_config_regex
 
 
 class Strict(BaseModel):
@@ -21,7 +23,8 @@ class When(Strict):
     min_confidence: float | None = Field(None, ge=0, le=1, description="for task/domain; default routing.min_confidence")
     route: list[str] | None = Field(None, description="one of these embedding routes matched")
     keywords: list[str] | None = Field(None, description="any of these words occurs (case-insensitive, whole word)")
-    regex: str | None = Field(None, description="re.search on the prompt")
+    regex: str | None = Field(None, description="search on the prompt (RE2 syntax: linear time, no backreferences "
+                                                 "or lookaround)")
     pii: bool | None = Field(None, description="the prompt has (true) / has no (false) PII")
     pii_types: list[str] | dict[str, float] | None = Field(
         None, description="the prompt has PII of one of these types; a mapping gives each type its minimum span score")
@@ -51,15 +54,14 @@ class When(Strict):
             raise ValueError(f"language codes are ISO 639-1, lower case (en, de, zh; 'und': undetermined), not {bad}")
         return value
 
-    @field_validator("regex")
-    @classmethod
-    def _compiles(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"not a valid regular expression: {exc}") from None
-        return value
+    _pattern: object = PrivateAttr(None)
+
+    @property
+    def pattern(self):
+        """`regex` compiled with RE2 (once)."""
+        if self._pattern is None and self.regex is not None:
+            self._pattern = compile_config_regex(self.regex)
+        return self._pattern
 
 
 class Rule(Strict):
@@ -70,6 +72,14 @@ class Rule(Strict):
     priority: int = Field(0, description="higher is tried first; equal priorities keep file order")
     reasoning: bool | Literal["low", "medium", "high"] | None = Field(None, description="turn the backend's reasoning on/off or set its effort")
     cache: bool | None = Field(None, description="override cache.enabled for requests this rule routes")
+
+    @model_validator(mode="after")
+    def _regex_compiles(self) -> "Rule":
+        try:
+            self.when.pattern  # compiled at load, so an unusable pattern is refused with the rule's name
+        except ValueError as exc:
+            raise ValueError(f"rule '{self.name}': when.regex {self.when.regex!r} is {exc}") from None
+        return self
 
     @model_validator(mode="after")
     def _weights_name_backends(self) -> "Rule":

@@ -63,3 +63,44 @@ def test_unknown_labels_are_rejected():
     with pytest.raises(ConfigError, match=r"routing.domains.law \(law\)"):
         config.check_labels(domains=["health"], tasks=["math", "coding"])
     config.check_labels(domains=["law", "health"], tasks=["math", "coding"])
+
+
+@pytest.mark.parametrize("pattern", [r"(\w+) \1", r"foo(?=bar)", r"(?<!x)y"])
+def test_regex_re2_cannot_run_is_refused_naming_the_rule(tmp_path, pattern):
+    text = BACKEND + "routing: {default: a, rules: [{name: sneaky, backends: [a], when: {regex: '%s'}}]}" % pattern
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    message = str(info.value)
+    assert "rule 'sneaky'" in message and "backreferences" in message and "RE2" in message
+
+
+def test_config_regex_is_linear_time():
+    """The policy's regex match runs on RE2: (a+)+$ on 50,000 "a" + "!" returns (Python's re never does)."""
+    from control.routing_config import When
+    assert When(regex="(a+)+$").pattern.search("a" * 50_000 + "!") is None
+    assert When(regex=r"(?i)\bselect\b.+\bfrom\b").pattern.search("Select x FROM t") is not None
+
+
+def test_url_credentials_with_api_key_env_are_refused(tmp_path):
+    text = ("backends: [{name: a, url: 'https://user:secret@llm.example/v1', model: m, api_key_env: KEY}]\n"
+            "routing: {default: a}")
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    assert "backend 'a'" in str(info.value) and "api_key_env" in str(info.value) and "user:pass@" in str(info.value)
+    assert "secret" not in str(info.value)
+    # either one alone is fine
+    load_config(write(tmp_path, "backends: [{name: a, url: 'https://user:secret@llm.example/v1', model: m}]\n"
+                                "routing: {default: a}"))
+
+
+@pytest.mark.parametrize("written,mode", [("off", "off"), ("on", "on"), ("'off'", "off"), ("auto", "auto")])
+def test_auth_mode_as_the_readme_writes_it(tmp_path, written, mode):
+    """Unquoted on/off are YAML 1.1 booleans; `auth.mode: off` must still mean off."""
+    keys = ", keys: [{name: k, sha256: '" + "0" * 64 + "'}]" if mode == "on" else ""
+    config = load_config(write(tmp_path, BACKEND + "routing: {default: a}\nauth: {mode: %s%s}\n" % (written, keys)))
+    assert config.auth.mode == mode
+
+
+def test_unreadable_path_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read the config file"):
+        load_config(tmp_path)  # a directory

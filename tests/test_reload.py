@@ -139,3 +139,19 @@ def test_no_request_dropped_during_reloads(gateway, stubs):
     reached = {n: len(s.requests) - before[n] for n, s in stubs.items()}
     assert sum(reached.values()) == len(results)  # nothing lost, nothing sent twice
     assert all(reached.values()), reached  # the swap really happened under load
+
+
+def test_watcher_survives_a_path_that_cannot_be_read(gateway, stubs):
+    """The config path turns into a directory (IsADirectoryError): the error is recorded, the
+    running config kept, and a later good file still applies."""
+    gateway.config_path.unlink()
+    gateway.config_path.mkdir()
+    try:
+        status = wait_for(lambda: config_status(gateway)["last_error"])
+        assert status and "cannot read the config file" in status
+        assert model_ids(gateway) == ["auto", "cheap"]
+    finally:
+        gateway.config_path.rmdir()
+    write(gateway, config_for(stubs["one"], "later"))
+    assert wait_for(lambda: model_ids(gateway) == ["auto", "cheap", "later"])
+    assert config_status(gateway)["last_error"] is None
