@@ -31,6 +31,7 @@ from control.telemetry import TRACER
 from control.upstream import Upstream
 
 log = logging.getLogger("semroute.gateway")
+CLIENT_CLOSED = "499"  # nginx's status for a client that left before the answer
 GATEWAY = web.AppKey("gateway", "Gateway")
 
 
@@ -89,6 +90,10 @@ class Gateway:
         except APIError as err:
             metrics.REQUESTS.labels(**outcome, status=str(err.status)).inc()
             access_log(request, chat, outcome, err.status, start)
+            raise
+        except asyncio.CancelledError:  # the client left (handler_cancellation): the upstream call is cut too
+            metrics.REQUESTS.labels(**outcome, status=CLIENT_CLOSED).inc()
+            access_log(request, chat, outcome, int(CLIENT_CLOSED), start)
             raise
         self.router.remember(session_id, decision)
         outcome["backend"] = response.headers.get("x-semroute-model", backend.name)  # after any failover
@@ -311,7 +316,8 @@ def serve_forever(config: Config, triton_url: str, host: str, port: int, reuse_p
     except ImportError:
         pass
     web.run_app(create_app(config, triton_url, host, config_path), host=host, port=port, reuse_port=reuse_port,
-                access_log=None, print=lambda msg: log.info(msg), **PARSER_LIMITS)
+                access_log=None, print=lambda msg: log.info(msg), **PARSER_LIMITS,
+                handler_cancellation=True)  # a client that leaves cancels its handler, so its upstream call too
 
 
 def run_serve(args) -> int:
