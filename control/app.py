@@ -31,6 +31,7 @@ from control.telemetry import TRACER
 from control.upstream import Upstream
 
 log = logging.getLogger("semroute.gateway")
+CLIENT_CLOSED = "499"  # nginx's status for a client that left before the answer
 GATEWAY = web.AppKey("gateway", "Gateway")
 
 
@@ -79,7 +80,7 @@ class Gateway:
                    "task": headers["x-semroute-task"], "rule": decision.rule}
         upstream_start = time.perf_counter()
         try:
-            response = self._cached(routed, body, headers)
+            response = self._cached(request, routed, body, headers)
             if response is None:
                 def body_for(b: Backend) -> dict:
                     return apply_reasoning({**original, "model": b.model}, b.reasoning_family, decision.reasoning)
@@ -90,6 +91,10 @@ class Gateway:
             metrics.REQUESTS.labels(**outcome, status=str(err.status)).inc()
             access_log(request, chat, outcome, err.status, start)
             raise
+        except asyncio.CancelledError:  # the client left (handler_cancellation): the upstream call is cut too
+            metrics.REQUESTS.labels(**outcome, status=CLIENT_CLOSED).inc()
+            access_log(request, chat, outcome, int(CLIENT_CLOSED), start)
+            raise
         self.router.remember(session_id, decision)
         outcome["backend"] = response.headers.get("x-semroute-model", backend.name)  # after any failover
         metrics.UPSTREAM_SECONDS.labels(backend=backend.name).observe(time.perf_counter() - upstream_start)
@@ -97,12 +102,13 @@ class Gateway:
         access_log(request, chat, outcome, response.status, start)
         return response
 
-    def _cached(self, routed: Routed, body: dict, headers: dict[str, str]) -> web.Response | None:
+    def _cached(self, request: web.Request, routed: Routed, body: dict, headers: dict[str, str]) -> web.Response | None:
         """A stored answer for this request, or None (and x-semroute-cache says which)."""
         if not routed.decision.cache or routed.signals is None:
             return None
         with TRACER.start_as_current_span("cache.lookup") as span:
-            found = self.cache.lookup(cache_key(body, routed.decision.backend, self.config.cache), routed.signals.embedding)
+            found = self.cache.lookup(cache_key(body, routed.decision.backend, self.config.cache, tenant(request)),
+                                      routed.signals.embedding)
             span.set_attribute("semroute.cache.hit", found is not None)
         metrics.CACHE.labels(result=found[1] if found else "miss").inc()
         headers["x-semroute-cache"] = found[1] if found else "miss"
@@ -110,9 +116,9 @@ class Gateway:
             return None
         return web.Response(body=found[0].body, status=200, headers={"Content-Type": found[0].content_type, **headers})
 
-    def _store(self, routed: Routed, body: dict, data: bytes, content_type: str) -> None:
+    def _store(self, request: web.Request, routed: Routed, body: dict, data: bytes, content_type: str) -> None:
         if routed.decision.cache and routed.signals is not None:
-            key = cache_key(body, routed.decision.backend, self.config.cache)
+            key = cache_key(body, routed.decision.backend, self.config.cache, tenant(request))
             self.cache.store(key, routed.signals.embedding, CachedResponse(data, content_type, routed.decision.backend))
 
     def _settler(self, request: web.Request, routed: Routed, body: dict, prompt_tokens: int) -> Settle:
@@ -121,7 +127,7 @@ class Gateway:
             self.account(backend, usage)
             self.auth.charge(request, int(usage.get("total_tokens") or 0) if usage else prompt_tokens + events)
             if complete is not None and backend.name == routed.decision.backend:  # complete answers only
-                self._store(routed, body, complete, content_type)
+                self._store(request, routed, body, complete, content_type)
         return settle
 
     def account(self, backend: Backend, usage: dict | None) -> None:
@@ -229,6 +235,12 @@ def timings(routed: Routed) -> dict:
     return {"classify": routed.classify_ms, "decide": routed.decide_ms}
 
 
+def tenant(request: web.Request) -> str:
+    """Whose request this is, for cache scoping: the key's name ("" when auth is off)."""
+    key = request.get("api_key")
+    return key.name if key is not None else ""
+
+
 def parse_model(model, body: dict):
     try:
         return model.model_validate(body)
@@ -314,7 +326,8 @@ def serve_forever(config: Config, triton_url: str, host: str, port: int, reuse_p
     except ImportError:
         pass
     web.run_app(create_app(config, triton_url, host, config_path), host=host, port=port, reuse_port=reuse_port,
-                access_log=None, print=lambda msg: log.info(msg), **PARSER_LIMITS)
+                access_log=None, print=lambda msg: log.info(msg), **PARSER_LIMITS,
+                handler_cancellation=True)  # a client that leaves cancels its handler, so its upstream call too
 
 
 def run_serve(args) -> int:

@@ -1,7 +1,8 @@
 """Semantic response cache: exact match first, then embedding similarity, within one scope.
 
-A scope is (backend, system prompt, stream) unless the config allows sharing across backends
-or system prompts, so an answer is never served to a conversation it was not made for.
+A scope is (API key, backend, system prompt, stream) unless the config allows sharing across
+keys, backends or system prompts, so an answer is never served to a conversation it was not
+made for, nor to another tenant (a hit would tell them what the other asked).
 Semantic hits are only looked for in single-turn requests: a follow-up like "and the second
 one?" means nothing without its conversation, so multi-turn requests match exactly or not at all.
 Streaming answers are stored as the SSE bytes the backend sent and replayed as they were.
@@ -23,7 +24,7 @@ from control.routing_config import CacheConfig
 
 @dataclass(frozen=True)
 class CacheKey:
-    scope: tuple[str, str, bool]  # (backend or "*", system prompt hash or "*", stream)
+    scope: tuple[str, str, str, bool]  # (key name or "*", backend or "*", system prompt hash or "*", stream)
     exact: str                    # hash of scope + the whole request except its model
     semantic: bool                # single-turn: may match by similarity
 
@@ -45,12 +46,13 @@ class ResponseCache(ABC):
     def store(self, key: CacheKey, embedding: np.ndarray, response: CachedResponse) -> None: ...
 
 
-def cache_key(body: dict, backend: str, config: CacheConfig) -> CacheKey:
+def cache_key(body: dict, backend: str, config: CacheConfig, tenant: str = "") -> CacheKey:
+    """`tenant`: the client's API key name ("" when auth is off: one tenant)."""
     messages = body.get("messages", [])
     system = [m.get("content") for m in messages if isinstance(m, dict) and m.get("role") in ("system", "developer")]
     system_hash = _digest(system)[:16]
-    scope = ("*" if config.across_backends else backend, "*" if config.across_system_prompts else system_hash,
-             bool(body.get("stream")))
+    scope = ("*" if config.across_keys else tenant, "*" if config.across_backends else backend,
+             "*" if config.across_system_prompts else system_hash, bool(body.get("stream")))
     request = {k: v for k, v in body.items() if k != "model"}
     turns = [m for m in messages if isinstance(m, dict) and m.get("role") in ("user", "assistant", "tool")]
     return CacheKey(scope=scope, exact=_digest([scope, request]), semantic=len(turns) == 1)

@@ -51,6 +51,8 @@ class Backend(_Strict):
                                                                  "streams again until the first chunk")
     idle_timeout_s: float = Field(30.0, gt=0, description="streams: longest silence between two chunks")
     pii: Literal["allow", "block"] | PiiAllowTypes = Field("allow", description="may prompts with PII go to this backend")
+    max_response_bytes: int = Field(32 * 2**20, gt=0, description="largest answer taken from it, after "
+                                                                  "decompression; beyond it the answer is cut (502)")
     reasoning_family: Literal["qwen3", "deepseek", "openai"] | None = Field(
         None, description="how this backend turns reasoning on/off: chat_template_kwargs.enable_thinking, "
                           "thinking, or reasoning_effort")

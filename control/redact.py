@@ -1,5 +1,6 @@
 """Secrets never leave: upstream API keys (and client keys read from the environment) are
-scrubbed from logs, error messages, span events and relayed upstream bodies.
+scrubbed from logs, error messages, span events and relayed upstream bodies, streamed
+ones included (`StreamRedactor`), and from the few upstream headers that are relayed.
 
 The gateway never puts a key into a message itself; the risk is an upstream (or a proxy in
 front of it) echoing the Authorization header back in an error body, or an exception text
@@ -37,6 +38,39 @@ def redact_bytes(data: bytes) -> bytes:
         if encoded in data:
             data = data.replace(encoded, MASK.encode())
     return data
+
+
+class StreamRedactor:
+    """Masks secrets in a byte stream (SSE), chunk by chunk. A secret split across two chunks
+    is masked too: a tail that could be the start of a secret is held back until the next
+    chunk shows whether it is one. Nothing else is delayed."""
+
+    def __init__(self):
+        self.secrets = [secret.encode() for secret in _secrets]
+        self.held = b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        data = redact_bytes(self.held + chunk)
+        keep = self._partial_secret(data)
+        self.held = data[len(data) - keep:] if keep else b""
+        return data[:len(data) - keep]
+
+    def flush(self) -> bytes:
+        """What was held back, at the end of a complete stream (a prefix, no whole secret)."""
+        data, self.held = self.held, b""
+        return data
+
+    def _partial_secret(self, data: bytes) -> int:
+        """Length of the longest tail of `data` that begins some secret."""
+        longest = 0
+        for secret in self.secrets:
+            start = data.find(secret[:1], max(0, len(data) - len(secret) + 1))
+            while start != -1 and len(data) - start > longest:
+                if secret.startswith(data[start:]):
+                    longest = len(data) - start
+                    break
+                start = data.find(secret[:1], start + 1)
+        return longest
 
 
 class RedactingFilter(logging.Filter):

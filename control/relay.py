@@ -5,7 +5,10 @@ timeout, 5xx, 429) is retried on the same backend with jittered backoff (or the 
 Retry-After when short), then failed over to the next candidate; backends whose circuit is
 open are skipped. A stream is committed only when its first chunk has arrived: from then on
 no retry is possible, and a failure ends the stream with an SSE error event (OpenAI SDKs raise
-it), never a silent cut that looks complete. A backend's own 4xx answer is relayed as is.
+it), never a silent cut that looks complete. A backend's own 4xx answer is relayed as is; a
+200 that is not a JSON object is a 502 (never cached). A client that leaves cancels the
+handler (handler_cancellation), which closes the upstream call; that is never booked as the
+backend's failure. The client's x-request-id (or ours) goes upstream with the request.
 """
 from __future__ import annotations
 
@@ -24,9 +27,9 @@ from prometheus_client import Counter
 from control import metrics
 from control.config import Backend, Config
 from control.protocol import APIError
-from control.redact import redact_bytes
+from control.redact import StreamRedactor, redact_bytes
 from control.resilience import Breakers, backoff
-from control.upstream import Upstream, passthrough_headers
+from control.upstream import Upstream, passthrough_headers, read_bounded, too_large
 
 log = logging.getLogger("semroute.relay")
 RETRIES = Counter("semroute_upstream_retries_total", "Upstream attempts after a retryable failure", ["backend", "code"])
@@ -139,13 +142,16 @@ class Relay:
 
     async def _exchange(self, request, backend, body, headers, attempts, stream, record, settle, started,
                         committed: list) -> tuple[web.StreamResponse, bool]:
-        async with self.upstream.post(backend, "chat/completions", body) as resp:
+        forwarded = {"x-request-id": request["request_id"]}  # one id from client to backend logs
+        async with self.upstream.post(backend, "chat/completions", body, forwarded) as resp:
             out = {**passthrough_headers(resp), **headers, "x-semroute-model": backend.name,
                    **attempts.headers(backend.name)}
             if resp.status == 429:
-                raise RateLimited(backend.name, redact_bytes(await resp.read()), passthrough_headers(resp))
+                raise RateLimited(backend.name, redact_bytes(await read_bounded(resp, backend)), passthrough_headers(resp))
             if not stream or resp.status >= 400 or "text/event-stream" not in resp.headers.get("Content-Type", ""):
-                data = redact_bytes(await resp.read())
+                data = redact_bytes(await read_bounded(resp, backend))
+                if resp.status == 200:
+                    check_completion(data, backend)
                 content_type = resp.headers.get("Content-Type", "application/json")
                 settle(backend, usage_of(data), data if record and resp.status == 200 else None, content_type, 0)
                 return web.Response(body=data, status=resp.status, headers=out), True
@@ -162,33 +168,63 @@ class Relay:
         response = web.StreamResponse(status=resp.status, headers=headers)
         await response.prepare(request)  # the point of no return: headers reach the client
         committed.append((response, False))  # from here on no failure may lead to a retry
-        tail, events, recording, error = b"", 0, [] if record else None, None
+        sent, redactor, size, error = Sent([] if record else None), StreamRedactor(), 0, None
         try:
             while chunk:
-                await response.write(chunk)
-                events += chunk.count(b"\ndata: {") + chunk.startswith(b"data: {")
-                tail = (tail + chunk)[-4096:]  # usage, when sent, is in the last event
-                if recording is not None:
-                    recording.append(chunk)
+                size += len(chunk)
+                if size > backend.max_response_bytes:
+                    raise too_large(backend)
+                await sent.write(response, redactor.feed(chunk))
                 chunk = await next_chunk(resp, backend, backend.idle_timeout_s)
-            if not tail.rstrip().endswith(b"data: [DONE]"):
+            await sent.write(response, redactor.flush())  # a held-back tail that was no secret
+            if not sent.tail.rstrip().endswith(b"data: [DONE]"):
                 error = APIError(502, f"backend '{backend.name}' ended the stream without [DONE]",
                                  type="upstream_error", code="upstream_stream_incomplete")
         except APIError as err:
             error = err
-        except ConnectionResetError:  # the client left: stop reading, bill what was produced
+        except (ConnectionResetError, asyncio.CancelledError) as gone:  # the client left: bill what was produced
             CLIENT_GONE.labels(backend=backend.name).inc()
-            settle(backend, usage_of_stream(tail), None, "text/event-stream", events)
+            settle(backend, usage_of_stream(sent.tail), None, "text/event-stream", sent.events)
+            if isinstance(gone, asyncio.CancelledError):
+                raise  # the handler is being cancelled: leaving the upstream context closes that call
             committed[-1] = (response, True)  # not the backend's failure
             return committed[-1]
         if error is not None:
             STREAM_ERRORS.labels(backend=backend.name, code=error.code).inc()
-            log.warning("stream from %s failed after %d events: %s", backend.name, events, error.message)
+            log.warning("stream from %s failed after %d events: %s", backend.name, sent.events, error.message)
         await finish(response, error)
-        complete = b"".join(recording) if recording is not None and error is None else None
-        settle(backend, usage_of_stream(tail), complete, "text/event-stream", events)
+        complete = b"".join(sent.recording) if sent.recording is not None and error is None else None
+        settle(backend, usage_of_stream(sent.tail), complete, "text/event-stream", sent.events)
         committed[-1] = (response, error is None)
         return committed[-1]
+
+
+@dataclass
+class Sent:
+    """What a stream has sent the client so far (redacted bytes)."""
+    recording: list[bytes] | None  # every chunk, for the cache; None when not recording
+    tail: bytes = b""              # the last bytes: usage, when sent, is in the last event
+    events: int = 0                # completion events, to bill a stream without usage
+
+    async def write(self, response: web.StreamResponse, data: bytes) -> None:
+        if not data:
+            return
+        await response.write(data)
+        self.events += data.count(b"\ndata: {") + data.startswith(b"data: {")
+        self.tail = (self.tail + data)[-4096:]
+        if self.recording is not None:
+            self.recording.append(data)
+
+
+def check_completion(data: bytes, backend: Backend) -> None:
+    """A 200 must carry a JSON object; anything else is the backend's failure, not an answer."""
+    try:
+        valid = isinstance(orjson.loads(data), dict)
+    except orjson.JSONDecodeError:
+        valid = False
+    if not valid:
+        raise APIError(502, f"backend '{backend.name}' answered 200 with a body that is not a JSON object",
+                       type="upstream_error", code="upstream_invalid_response")
 
 
 async def next_chunk(resp: aiohttp.ClientResponse, backend: Backend, timeout_s: float) -> bytes:

@@ -189,3 +189,5 @@ class CacheConfig(Strict):
     cache_pii: bool = Field(False, description="cache prompts that contain PII")
     across_system_prompts: bool = Field(False, description="serve a hit whose system prompt differs")
     across_backends: bool = Field(False, description="serve a hit recorded from another backend")
+    across_keys: bool = Field(False, description="share entries between API keys (tenants); by default each key "
+                                                 "has its own, so no tenant learns what another asked")

@@ -2,6 +2,8 @@
 
 A backend's own 4xx answers reach the client unchanged (they are already OpenAI-shaped);
 transport failures and 5xx become 502, timeouts 504, all in OpenAI's error shape.
+Answers are read with a bound (`max_response_bytes`, counted after decompression, which
+aiohttp does in bounded steps), and only an allow-list of the backend's headers is relayed.
 """
 from __future__ import annotations
 
@@ -18,8 +20,12 @@ from control.protocol import APIError
 from control.redact import redact
 from control.telemetry import TRACER, inject_headers
 
-# Hop-by-hop and length headers are recomputed by our server; never copy them through.
-_DROP_HEADERS = {"content-length", "transfer-encoding", "connection", "keep-alive", "content-encoding", "server", "date"}
+# Backend response headers a client gets, an allow-list: the body's type, the 429 wait, and
+# OpenAI's timing/version headers. Everything else is dropped: cookies (set-cookie), anything
+# echoing credentials, org/project ids (openai-organization), server banners (server,
+# x-powered-by), the upstream account's rate limits, hop-by-hop and length headers (ours are
+# recomputed). The backend's request id comes as x-upstream-request-id (x-request-id is ours).
+RELAYED_HEADERS = frozenset({"content-type", "retry-after", "openai-processing-ms", "openai-version"})
 
 
 class Upstream:
@@ -63,7 +69,8 @@ class Upstream:
                     response = await request
                 async with response as resp:
                     if resp.status >= 500:
-                        detail = redact((await resp.text(errors="replace"))[:500])  # it may echo our key
+                        head = await resp.content.read(2000)  # bounded: an error page may be huge
+                        detail = redact(head.decode(errors="replace")[:500])  # it may echo our key
                         raise APIError(502, f"backend '{backend.name}' answered {resp.status}: {detail}",
                                        type="upstream_error", code="upstream_error")
                     yield resp
@@ -103,4 +110,27 @@ def _failed(backend: Backend, err: APIError) -> APIError:
 
 
 def passthrough_headers(resp: aiohttp.ClientResponse) -> dict[str, str]:
-    return {k: v for k, v in resp.headers.items() if k.lower() not in _DROP_HEADERS}
+    """The backend's headers a client may see (RELAYED_HEADERS), secrets masked."""
+    out = {k: redact(v) for k, v in resp.headers.items() if k.lower() in RELAYED_HEADERS}
+    if "x-request-id" in resp.headers:
+        out["x-upstream-request-id"] = redact(resp.headers["x-request-id"])[:128]
+    return out
+
+
+async def read_bounded(resp: aiohttp.ClientResponse, backend: Backend) -> bytes:
+    """The whole body, or a 502 once it passes backend.max_response_bytes (decompressed)."""
+    limit, chunks, size = backend.max_response_bytes, [], 0
+    if (resp.content_length or 0) > limit and "Content-Encoding" not in resp.headers:
+        raise too_large(backend)
+    async for chunk in resp.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            raise too_large(backend)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def too_large(backend: Backend) -> APIError:
+    return APIError(502, f"backend '{backend.name}' answered more than {backend.max_response_bytes} bytes "
+                         "(max_response_bytes); the answer was cut", type="upstream_error",
+                    code="upstream_response_too_large")

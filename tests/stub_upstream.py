@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import zlib
 from collections import deque
 from dataclasses import dataclass
 
@@ -27,12 +28,19 @@ class Fault:
     `delay_s` before the headers, then answer), "stall" (streams: `after` pieces, then silence
     for `delay_s`), "reset" (streams: `after` pieces, then the connection is cut; otherwise
     cut before any answer), "no_done" (streams: `after` pieces, then a clean end without
-    [DONE]), "echo_auth" (500 whose body repeats the Authorization header it got)."""
+    [DONE]), "echo_auth" (500 whose body repeats the Authorization header it got),
+    "echo_stream" (a stream whose piece `after` quotes the Authorization header, the key split
+    across two writes), "leaky_headers" (an answer with cookies, banners, an org id and the
+    Authorization header among its headers), "huge" (a 200 JSON answer of `size` bytes),
+    "gzip_bomb" (a gzip body of ~size/1000 bytes that inflates to `size`), "bad_json" (a 200
+    whose JSON is cut short). While a "delay" or a stream's "stall" waits, a gateway that closes the connection is
+    seen: the time goes to `disconnects` and the answer is not sent."""
     kind: str
     status: int = 500
     retry_after: float | None = None
     delay_s: float = 0.0
     after: int = 2
+    size: int = 0
 
 
 class StubUpstream(ThreadedApp):
@@ -46,6 +54,7 @@ class StubUpstream(ThreadedApp):
         self.fault: Fault | None = None        # applied to every chat request while set
         self._faults: deque[Fault] = deque()   # applied to the next requests, one each
         self.stream_delay_s = 0.01
+        self.disconnects: list[float] = []    # time.monotonic() when a waiting request's connection closed
 
     @property
     def url(self) -> str:
@@ -76,7 +85,12 @@ class StubUpstream(ThreadedApp):
         fault = self._next_fault()
         if fault is not None and fault.kind in ("status", "echo_auth"):
             return self._error(request, fault)
-        if fault is not None and (fault.kind == "delay" or (fault.kind == "stall" and not body.get("stream"))):
+        if fault is not None and fault.kind in ("leaky_headers", "huge", "gzip_bomb", "bad_json"):
+            return await self._odd_answer(request, body, fault)
+        if fault is not None and fault.kind == "delay":
+            if not await self._wait_unless_closed(request, fault.delay_s):
+                return web.Response()
+        elif fault is not None and fault.kind == "stall" and not body.get("stream"):
             await asyncio.sleep(fault.delay_s)
         elif fault is not None and fault.kind == "reset" and not body.get("stream"):
             request.transport.abort()  # the connection drops before any answer
@@ -91,6 +105,37 @@ class StubUpstream(ThreadedApp):
         except IndexError:
             return self.fault
 
+    async def _wait_unless_closed(self, request: web.Request, delay_s: float) -> bool:
+        """Wait delay_s; False (and the time in `disconnects`) when the connection closes first."""
+        deadline = time.monotonic() + delay_s
+        while time.monotonic() < deadline:
+            if request.transport is None or request.transport.is_closing():
+                self.disconnects.append(time.monotonic())
+                return False
+            await asyncio.sleep(0.02)
+        return True
+
+    async def _odd_answer(self, request: web.Request, body: dict, fault: Fault) -> web.StreamResponse:
+        if fault.kind == "leaky_headers":
+            leaks = {"Set-Cookie": "upstream_session=s3cr3t; Path=/", "X-Powered-By": "stub/1.0", "Server": "stub-llm",
+                     "OpenAI-Organization": "org-private", "X-Echo-Authorization": request.headers.get("Authorization", ""),
+                     "OpenAI-Processing-Ms": "12", "X-Request-Id": "req-upstream-1"}
+            return web.json_response(completion(body["model"], f"answer from {self.name}"), headers=leaks)
+        if fault.kind == "bad_json":
+            return web.Response(body=b'{"id": "chatcmpl-stub", "choices": [{"message": {"content": "cut', status=200,
+                                content_type="application/json")
+        resp = web.StreamResponse(headers={"Content-Type": "application/json",
+                                           **({"Content-Encoding": "gzip"} if fault.kind == "gzip_bomb" else {})})
+        await resp.prepare(request)
+        pieces = gzip_of_spaces(fault.size) if fault.kind == "gzip_bomb" else huge_json(fault.size)
+        try:
+            for piece in pieces:
+                await resp.write(piece)
+            await resp.write_eof()
+        except ConnectionResetError:  # the gateway cut the answer off: what it should do
+            pass
+        return resp
+
     def _error(self, request: web.Request, fault: Fault) -> web.Response:
         message = "stub failure"
         if fault.kind == "echo_auth":  # a careless upstream or proxy quoting the request back
@@ -103,22 +148,53 @@ class StubUpstream(ThreadedApp):
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
         for i, piece in enumerate(STREAM_PIECES):
+            if fault is not None and fault.kind == "echo_stream" and i == fault.after:
+                await self._write_split(resp, body, f" Authorization was {request.headers.get('Authorization')}")
             if fault is not None and i == fault.after:
-                if fault.kind == "stall":
-                    await asyncio.sleep(fault.delay_s)
+                if fault.kind == "stall" and not await self._wait_unless_closed(request, fault.delay_s):
+                    return resp
                 elif fault.kind == "reset":
                     request.transport.abort()  # cut mid-stream: no chunked terminator, no [DONE]
                     return resp
                 elif fault.kind == "no_done":
                     await resp.write_eof()  # a clean HTTP end that is not a complete answer
                     return resp
-            chunk = {"id": "chatcmpl-stub", "object": "chat.completion.chunk", "created": int(time.time()),
-                     "model": body["model"], "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
-            await resp.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            await resp.write(f"data: {json.dumps(chunk_of(body['model'], piece))}\n\n".encode())
             await asyncio.sleep(self.stream_delay_s)
         await resp.write(b"data: [DONE]\n\n")
         await resp.write_eof()
         return resp
+
+
+    async def _write_split(self, resp: web.StreamResponse, body: dict, piece: str) -> None:
+        """One SSE event in two writes, cut in the middle of the key it quotes."""
+        event = f"data: {json.dumps(chunk_of(body['model'], piece))}\n\n".encode()
+        middle = event.index(b"Bearer ") + len(b"Bearer ") + 6
+        await resp.write(event[:middle])
+        await asyncio.sleep(0.05)  # so the two halves travel separately
+        await resp.write(event[middle:])
+
+
+def chunk_of(model: str, piece: str) -> dict:
+    return {"id": "chatcmpl-stub", "object": "chat.completion.chunk", "created": int(time.time()),
+            "model": model, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+
+
+def huge_json(size: int, step: int = 2**20):
+    """A valid chat completion of about `size` bytes, in pieces of `step`."""
+    head, tail = b'{"id": "chatcmpl-stub", "choices": [{"message": {"content": "', b'"}}]}'
+    yield head
+    for done in range(0, size, step):
+        yield b"a" * min(step, size - done)
+    yield tail
+
+
+def gzip_of_spaces(size: int, step: int = 2**20):
+    """gzip of `size` spaces, compressed piece by piece (never `size` bytes in memory)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    for done in range(0, size, step):
+        yield packer.compress(b" " * min(step, size - done))
+    yield packer.flush()
 
 
 def completion(model: str, text: str) -> dict:

@@ -65,3 +65,15 @@ def test_ttl_and_max_entries():
     assert cache.lookup(cache_key(body("q0"), "a", cfg), unit(0, 1)) is None  # least recently used went first
     clock.now = 11
     assert cache.lookup(cache_key(body("q2"), "a", cfg), unit(1, 2)) is None and len(cache) == 0
+
+
+def test_entries_are_per_key_unless_shared_across_keys():
+    cfg = CacheConfig(enabled=True, similarity=0.5)
+    cache = InMemoryCache(cfg)
+    cache.store(cache_key(body("q"), "a", cfg, "team-a"), unit(1, 0), CachedResponse(b"x", "application/json", "a"))
+    assert cache.lookup(cache_key(body("q"), "a", cfg, "team-a"), unit(1, 0))[1] == "exact"
+    assert cache.lookup(cache_key(body("q"), "a", cfg, "team-b"), unit(1, 0)) is None  # neither exact nor semantic
+    shared = CacheConfig(enabled=True, similarity=0.5, across_keys=True)
+    cache = InMemoryCache(shared)
+    cache.store(cache_key(body("q"), "a", shared, "team-a"), unit(1, 0), CachedResponse(b"x", "application/json", "a"))
+    assert cache.lookup(cache_key(body("q"), "a", shared, "team-b"), unit(1, 0))[1] == "exact"
