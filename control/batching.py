@@ -13,7 +13,11 @@ that honest: a batch never holds more than `max_items` calls, and no call waits 
 dynamic batcher merges it with the others).
 
 Each caller gets its own result; an error in a batch reaches every caller in it. A caller
-that gives up (cancelled) is skipped when the results come back.
+that gives up (cancelled) is skipped when the results come back; when every caller of a batch
+has given up, the batch itself is cancelled (its Triton call with it).
+
+Long texts skip the batcher (BatchingClassifier): they are several Triton rows already, and a
+short call batched with one would wait for all of them.
 """
 from __future__ import annotations
 
@@ -82,9 +86,12 @@ class MicroBatcher(Generic[T, R]):
         self.stats.forced += forced
         self._inflight += 1
         loop = asyncio.get_running_loop()
-        task = loop.create_task(self._send([b[0] for b in batch], [b[1] for b in batch]), context=batch[0][2])
+        waiters = [b[1] for b in batch]
+        task = loop.create_task(self._send([b[0] for b in batch], waiters), context=batch[0][2])
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        for waiter in waiters:
+            waiter.add_done_callback(lambda _: _cancel_if_abandoned(task, waiters))
         if self._queue:  # more than max_items were queued: the rest go by the same rule
             self._schedule(loop)
 
@@ -123,22 +130,39 @@ class MicroBatcher(Generic[T, R]):
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
+def _cancel_if_abandoned(task: asyncio.Task, waiters: list[asyncio.Future]) -> None:
+    if not task.done() and all(w.cancelled() for w in waiters):
+        task.cancel()
+
+
+# Texts longer than this go to the classifier alone: ~4 chunks of the model's 256-token window.
+SOLO_CHARS = 4096
+
+
 class BatchingClassifier:
     """A Classifier whose `classify` goes through a MicroBatcher; everything else is the
     wrapped Classifier's (labels, triton_url, start, ready). One per worker process."""
 
     def __init__(self, classifier, *, max_items: int = 64, max_wait_s: float = 0.005, max_inflight: int = 2):
         self.inner = classifier
-        self.batcher: MicroBatcher = MicroBatcher(classifier.classify, max_items=max_items,
+        self.batcher: MicroBatcher = MicroBatcher(self._classify_batch, max_items=max_items,
                                                   max_wait_s=max_wait_s, max_inflight=max_inflight)
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
-    async def classify(self, texts: list[str]) -> list:
+    async def classify(self, texts: list[str], budget=None) -> list:
         if len(texts) >= self.batcher.max_items:  # already a batch (route utterances, offline files)
-            return await self.inner.classify(texts)
-        return list(await asyncio.gather(*(self.batcher.submit(t) for t in texts)))
+            return await self.inner.classify(texts, budget)
+        return list(await asyncio.gather(*(self._one(t, budget) for t in texts)))
+
+    async def _one(self, text: str, budget):
+        if len(text) > SOLO_CHARS:
+            return (await self.inner.classify([text], budget))[0]
+        return await self.batcher.submit((text, budget))
+
+    async def _classify_batch(self, items: list[tuple]) -> list:
+        return await self.inner.classify([text for text, _ in items], [budget for _, budget in items])
 
     async def close(self) -> None:
         await self.batcher.close()

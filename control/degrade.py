@@ -56,7 +56,7 @@ class ClassifierGuard:
         except APIError as err:
             if not degrade or err.code not in CLASSIFIER_CODES:
                 raise
-            return self.degraded(router, chat, config, err)
+            return await self.degraded(router, chat, config, err)
 
     async def _classified(self, router: Router, chat: ChatCompletionRequest, session_id: str | None,
                           config: Config) -> Routed:
@@ -91,9 +91,9 @@ class ClassifierGuard:
         self.problem = problem
         self.breaker.failure(budget.circuit)
 
-    def degraded(self, router: Router, chat: ChatCompletionRequest, config: Config, err: APIError) -> Routed:
+    async def degraded(self, router: Router, chat: ChatCompletionRequest, config: Config, err: APIError) -> Routed:
         text = chat.routing_text(config.routing.sessions.context_turns)
-        tokens = router.classifier.encode(text).read.tokens  # the local tokenizer needs no Triton
+        tokens = await router.classifier.count_tokens(text)  # the local tokenizer needs no Triton; off the loop
         features = RequestFeatures(prompt=text, prompt_tokens=tokens, tools=chat.has_tools(),
                                    images=chat.has_images(), max_tokens=chat.requested_max_tokens())
         decision = degraded_decision(features, config, err.code, err.message)

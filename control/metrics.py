@@ -19,6 +19,12 @@ REQUESTS = Counter("semroute_requests_total", "Chat completion requests by outco
 CLASSIFY_SECONDS = Histogram("semroute_classify_seconds", "Tokenize + Triton inference per request",
                              buckets=_LATENCY_BUCKETS)
 TRITON_SECONDS = Histogram("semroute_triton_seconds", "Triton gRPC inference call", buckets=_LATENCY_BUCKETS)
+# What one classified text costs Triton (issue 12: one prompt once sent 1,733 rows): bounded by
+# resilience.classifier.jailbreak_tokens, so the top bucket should stay empty.
+CLASSIFY_ROWS = Histogram("semroute_classify_rows", "Rows (chunks) sent to Triton per classified text",
+                          buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 1024))
+CLASSIFY_TOKENS = Histogram("semroute_classify_tokens", "Tokens (with [CLS]/[SEP], unpadded) sent to Triton "
+                            "per classified text", buckets=(16, 64, 256, 1024, 2048, 4096, 8192, 16384, 65536, 262144))
 # vSR: llm_model_routing_latency_seconds
 DECISION_SECONDS = Histogram("semroute_decision_seconds", "Request arrival to routing decision",
                              buckets=_LATENCY_BUCKETS)

@@ -16,7 +16,7 @@ import random
 import time
 
 from prometheus_client import Counter
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 log = logging.getLogger("semroute.resilience")
 BREAKER_OPENED = Counter("semroute_circuit_opened_total", "Circuit breakers opened (backend or classifier)", ["target"])
@@ -35,6 +35,20 @@ class ClassifierBudget(_Strict):
     timeout_s: float = Field(2.0, gt=0, description="classification time budget per request; past it the request "
                                                      "is routed without the classifier (degraded)")
     circuit: Circuit = Circuit(failures=3, cooldown_s=5.0)
+    # Token budgets per prompt (control/reading.py); defaults sized for the CPU Triton, where a
+    # 256-token row costs 110 ms idle, 270 ms on a loaded machine: 4 rows fit the 2 s budget.
+    read_tokens: int = Field(768, ge=1, description="prompt tokens classified (domain, task, strong_prob, embedding);"
+                                                      " a longer prompt is read as head, tail and evenly spread chunks")
+    jailbreak_tokens: int = Field(1024, ge=1, description="prompt tokens scanned for jailbreak and PII: a prompt up to "
+                                                           "this is scanned whole, a longer one in spread chunks; "
+                                                           "bounds the Triton work of one request")
+
+    @model_validator(mode="after")
+    def _scan_covers_reading(self) -> "ClassifierBudget":
+        if self.jailbreak_tokens < self.read_tokens:
+            raise ValueError(f"jailbreak_tokens ({self.jailbreak_tokens}) must be at least read_tokens "
+                             f"({self.read_tokens}): the classified chunks are among the scanned ones")
+        return self
 
 
 class Resilience(_Strict):

@@ -14,6 +14,7 @@ from control.policy import Blocked, Decision, PolicyContext, RequestFeatures, de
 from control.protocol import AUTO_MODEL, APIError, ChatCompletionRequest
 from control.routes import EmbeddingRoutes
 from control.sessions import SessionStore, session_draw
+from control.reading import ReadBudget
 from control.signals import Classifier, Signals
 from export.calibration import threshold_for
 
@@ -52,7 +53,7 @@ class Router:
         try:
             if not self._started:
                 await self.start()
-            signals = (await self.classifier.classify([text]))[0]
+            signals = (await self.classifier.classify([text], self.read_budget()))[0]
         except (InferenceServerException, ConnectionError, OSError) as exc:
             raise APIError(503, f"the classifier (Triton at {self.classifier.triton_url}) is unavailable: {exc}",
                            type="service_unavailable", code="classifier_unavailable") from None
@@ -87,6 +88,10 @@ class Router:
         except Blocked as blocked:
             metrics.BLOCKED.labels(reason=blocked.code).inc()
             raise APIError(403, blocked.message, type="invalid_request_error", code=blocked.code) from None
+
+    def read_budget(self) -> ReadBudget:
+        budget = self.config.resilience.classifier
+        return ReadBudget(budget.read_tokens, budget.jailbreak_tokens)
 
     def strong_threshold(self) -> float | None:
         strong = self.config.routing.strong

@@ -1,11 +1,16 @@
 """Signals: text → tokens → Triton → every routing signal of one encoder pass.
 
 The only module that knows Triton. Prompts longer than the model's window are read in
-consecutive chunks (no silent truncation), sent together in one request, and folded back:
-class probabilities are averaged by chunk length, jailbreak takes the worst chunk, PII spans
-keep their character offsets in the original text (control/pii adds the validated pattern
-spans), harmful takes the worst chunk like jailbreak. The language (control/language.py) is
-detected here too, and says whether the heads can be trusted on this prompt.
+chunks, within the request's token budget (control/reading.py: head, tail and spread chunks,
+declared in `signals.read`, never cut silently), and folded back: class probabilities are
+averaged by chunk length, jailbreak and harmful take the worst chunk, PII spans keep their
+character offsets in the original text (control/pii adds the validated pattern spans). The
+language (control/language.py) is detected here too, and says whether the heads can be
+trusted on this prompt.
+
+Fairness: a prompt of more than BULK_ROWS rows is tokenised in a thread and sent in small
+requests, one at a time per classifier (its "bulk lane"), so Triton always has an instance
+free for short prompts; a cancelled caller stops its remaining requests.
 """
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ from tokenizers import Tokenizer
 from control import metrics
 from control.language import Language, detect_language, reliability
 from control.pii import PiiSpan, find_pii  # PiiSpan lives with its decoders; importable from here as before
+from control.reading import SPREAD, ReadBudget, plan_reading
 from control.telemetry import TRACER, inject_headers
 from export.base_model import tokenizer_file
 from export.labels import MAX_SEQ_LEN, MODEL_NAME
@@ -32,15 +38,22 @@ _REQUESTED = [grpcclient.InferRequestedOutput(n) for n in OUTPUTS]  # built once
 # Padded row widths (tokens), up to the chunk size. Eight shapes for Triton to batch together;
 # on the bench's real prompts they cost 15% padding (powers of two alone: 26%, bench/RESULTS.md).
 LENGTH_BUCKETS = (16, 32, 48, 64, 96, 128, 192, 256)
+BULK_ROWS = 2          # a text of more rows goes through the bulk lane, in requests of at most this many rows
+BULK_INFLIGHT = 1      # bulk requests in flight per classifier: Triton serves 2 instances, one stays for the rest
+THREAD_CHARS = 20_000  # longer texts are tokenised in a thread (~15 ms of tokenizer time and up)
 
 
 @dataclass
 class ReadInfo:
     """How the text was read, so a long prompt never looks fully read when it was not."""
-    tokens: int
-    chunks: int
+    tokens: int                # in the prompt
+    chunks: int                # chunks classified (domain, task, strong_prob, embedding)
     chunk_tokens: int
-    truncated: bool = False
+    truncated: bool = False    # the chunks classified hold fewer tokens than the prompt
+    strategy: str = "all"      # or "head+tail+spread" (control/reading.py)
+    read_tokens: int = 0       # prompt tokens in the chunks classified
+    jailbreak_tokens: int = 0  # prompt tokens scanned for jailbreak and PII (all, up to resilience.classifier.jailbreak_tokens)
+    rows: int = 0              # rows sent to Triton for this text: its classify cost
 
 
 @dataclass
@@ -107,9 +120,17 @@ def _json_param(params: dict[str, str], name: str, default):
 
 @dataclass
 class _Encoded:
-    chunks: list[list[int]]
+    chunks: list[list[int]]               # the rows sent (scanned chunks), with [CLS] and [SEP]
     offsets: list[list[tuple[int, int]]]
     read: ReadInfo
+    classified: list[bool] | None = None  # per row: folded into class probabilities (None: all)
+
+    def fold_weights(self) -> np.ndarray:
+        """Per row: its share of the class probabilities and embedding (by length; 0 if only scanned)."""
+        weights = np.array([len(c) - 2 for c in self.chunks], dtype=np.float64).clip(min=1)
+        if self.classified is not None:
+            weights *= np.array(self.classified, dtype=np.float64)
+        return weights / weights.sum()
 
 
 class Classifier:
@@ -125,6 +146,7 @@ class Classifier:
         self._cls, self._sep = self.tokenizer.token_to_id("[CLS]"), self.tokenizer.token_to_id("[SEP]")
         self.client: grpcclient.InferenceServerClient | None = None
         self.labels: Labels | None = None
+        self._lane: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
 
     async def start(self) -> None:
         """Connect and read the label lists from the model's metadata (raises if not ready)."""
@@ -146,29 +168,90 @@ class Classifier:
             await self.client.close()
             self.client = None
 
-    def encode(self, text: str) -> _Encoded:
-        enc = self.tokenizer.encode(text, add_special_tokens=False)
-        ids, offsets, width = enc.ids, enc.offsets, self.chunk_tokens - 2
-        starts = range(0, max(len(ids), 1), width)
-        chunks = [[self._cls, *ids[s:s + width], self._sep] for s in starts]
-        chunk_offsets = [[(0, 0), *offsets[s:s + width], (0, 0)] for s in starts]
-        return _Encoded(chunks, chunk_offsets, ReadInfo(tokens=len(ids), chunks=len(chunks), chunk_tokens=self.chunk_tokens))
+    def tokenize(self, text: str):
+        # encode_batch releases the GIL while it works (encode does not: measured, a 2 MB prompt
+        # held it 1.5 s), so a thread tokenising a long prompt leaves the event loop free.
+        return self.tokenizer.encode_batch([text], add_special_tokens=False)[0]
 
-    async def classify(self, texts: list[str]) -> list[Signals]:
+    def encode(self, text: str, budget: ReadBudget | None = None) -> _Encoded:
+        """Chunks of the window's width; with a budget, only the chunks its reading plan names."""
+        enc = self.tokenize(text)
+        ids, width = enc.ids, self.chunk_tokens - 2
+        starts = range(0, max(len(ids), 1), width)
+        plan = plan_reading(len(starts), budget, width)
+        offsets = enc.offsets
+        chunks = [[self._cls, *ids[starts[i]:starts[i] + width], self._sep] for i in plan.scanned]
+        chunk_offsets = [[(0, 0), *offsets[starts[i]:starts[i] + width], (0, 0)] for i in plan.scanned]
+        sizes = [len(c) - 2 for c in chunks]
+        read_tokens = sum(n for n, keep in zip(sizes, plan.classified) if keep)
+        info = ReadInfo(tokens=len(ids), chunks=sum(plan.classified), chunk_tokens=self.chunk_tokens,
+                        truncated=read_tokens < len(ids), strategy="all" if len(plan.scanned) == len(starts)
+                        and all(plan.classified) else SPREAD, read_tokens=read_tokens,
+                        jailbreak_tokens=sum(sizes), rows=len(chunks))
+        return _Encoded(chunks, chunk_offsets, info, plan.classified)
+
+    async def encode_async(self, text: str, budget: ReadBudget | None = None) -> _Encoded:
+        if len(text) <= THREAD_CHARS:
+            return self.encode(text, budget)
+        return await asyncio.to_thread(self.encode, text, budget)
+
+    async def count_tokens(self, text: str) -> int:
+        """The prompt's length in the model's tokens, off the event loop when long (no Triton)."""
+        if len(text) <= THREAD_CHARS:
+            return len(self.tokenize(text).ids)
+        return await asyncio.to_thread(lambda: len(self.tokenize(text).ids))
+
+    async def classify(self, texts: list[str], budget: ReadBudget | list[ReadBudget | None] | None = None) -> list[Signals]:
+        """Signals per text; `budget` (one, or one per text) bounds the reading, None reads everything."""
         if self.labels is None:
             await self.start()
+        budgets = budget if isinstance(budget, list) else [budget] * len(texts)
         with TRACER.start_as_current_span("tokenize", attributes={"semroute.texts": len(texts)}):
-            encoded = [self.encode(t) for t in texts]
-        rows = [c for e in encoded for c in e.chunks]
+            encoded = [await self.encode_async(t, b) for t, b in zip(texts, budgets)]
+        shared = [e for e in encoded if len(e.chunks) <= BULK_ROWS]
+        bulk = [e for e in encoded if len(e.chunks) > BULK_ROWS]
+        outs = await asyncio.gather(self._infer_shared([c for e in shared for c in e.chunks]),
+                                    *(self._infer_bulk(e.chunks) for e in bulk))
+        per_text = dict(zip(map(id, bulk), outs[1:]))
+        row, signals = 0, []
+        for text, enc in zip(texts, encoded):
+            if id(enc) in per_text:
+                out = per_text[id(enc)]
+            else:
+                out = {k: v[row:row + len(enc.chunks)] for k, v in outs[0].items()}
+                row += len(enc.chunks)
+            metrics.CLASSIFY_ROWS.observe(len(enc.chunks))
+            metrics.CLASSIFY_TOKENS.observe(sum(map(len, enc.chunks)))
+            signals.append(self._fold(text, enc, out))
+        return signals
+
+    async def _infer_shared(self, rows: list[list[int]]) -> dict:
+        """Short texts' rows, grouped by padded width, all groups at once."""
+        if not rows:
+            return {}
         groups = bucket_rows([len(r) for r in rows], self.labels.max_batch_size)
         parts = await asyncio.gather(*(self._infer([rows[i] for i in index], width) for index, width in groups))
-        out = _scatter(len(rows), [index for index, _ in groups], parts)
-        signals, row = [], 0
-        for text, enc in zip(texts, encoded):
-            n = len(enc.chunks)
-            signals.append(self._fold(text, enc, {k: v[row:row + n] for k, v in out.items()}))
-            row += n
-        return signals
+        return _scatter(len(rows), [index for index, _ in groups], parts)
+
+    async def _infer_bulk(self, rows: list[list[int]]) -> dict:
+        """A long text's rows through the bulk lane: small requests, one lane slot each.
+
+        Requests of several long texts interleave, and at most BULK_INFLIGHT occupy Triton, so a
+        short prompt never queues behind a long one. Cancelled (caller gone, time budget spent),
+        the call in flight is cancelled and the rest are never sent.
+        """
+        groups = bucket_rows([len(r) for r in rows], BULK_ROWS)
+        parts = []
+        for index, width in groups:
+            async with self._bulk_lane():
+                parts.append(await self._infer([rows[i] for i in index], width))
+        return _scatter(len(rows), [index for index, _ in groups], parts)
+
+    def _bulk_lane(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()  # a semaphore belongs to one loop; tests run several
+        if self._lane is None or self._lane[0] is not loop:
+            self._lane = (loop, asyncio.Semaphore(BULK_INFLIGHT))
+        return self._lane[1]
 
     async def _infer(self, rows: list[list[int]], width: int) -> dict[str, np.ndarray]:
         lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
@@ -190,8 +273,7 @@ class Classifier:
         return {n: result.as_numpy(n) for n in OUTPUTS}
 
     def _fold(self, text: str, enc: _Encoded, out: dict[str, np.ndarray]) -> Signals:
-        weights = np.array([len(c) - 2 for c in enc.chunks], dtype=np.float64).clip(min=1)
-        weights /= weights.sum()
+        weights = enc.fold_weights()
         emb = (out["embedding"] * weights[:, None]).sum(0)
         language = detect_language(text)
         reliable, why = reliability(language, self.labels.languages)

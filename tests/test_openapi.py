@@ -123,6 +123,8 @@ def test_hostile_requests_get_openai_shaped_4xx(gateway, method, path, data, hea
 
 
 def test_long_prompts_still_route(gateway):
-    """A prompt many classifier windows long is read in chunks, not refused and not cut."""
+    """A prompt many classifier windows long is read within the budget, not refused, and says so."""
     resp = requests.post(f"{gateway.url}/v1/route", timeout=60, json={"text": "Explain recursion. " * 900})
-    assert resp.status_code == 200 and resp.json()["signals"]["read"]["chunks"] > 10
+    read = resp.json()["signals"]["read"]
+    assert resp.status_code == 200 and read["tokens"] > 10 * read["chunk_tokens"]
+    assert read["truncated"] and read["strategy"] == "head+tail+spread" and read["rows"] == 4
