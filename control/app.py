@@ -324,10 +324,16 @@ def run_serve(args) -> int:
 
 
 def _serve_workers(config: Config, args) -> int:
-    """N processes share the port with SO_REUSEPORT; the kernel spreads connections."""
+    """N processes share the port with SO_REUSEPORT; the kernel spreads connections.
+
+    The parent refuses what a worker would refuse (auth without keys) before starting any,
+    and exits non-zero when a worker dies: a gateway short of workers is not "running"."""
     import multiprocessing
     import tempfile
 
+    problem = config.auth.problem(args.host)
+    if problem:
+        raise ConfigError(problem)
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="semroute-metrics-"))
     ctx = multiprocessing.get_context("spawn")
     workers = [ctx.Process(target=serve_forever, args=(config, args.triton_url, args.host, args.port, True, args.config),
@@ -336,11 +342,31 @@ def _serve_workers(config: Config, args) -> int:
         w.start()
     # Workers reload on file changes themselves; a SIGHUP to this parent is passed on to each.
     signal.signal(signal.SIGHUP, lambda *_: [os.kill(w.pid, signal.SIGHUP) for w in workers if w.pid])
-    log.info("gateway on http://%s:%d with %d workers", args.host, args.port, args.workers)
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # stop the workers too, not only this parent
+    log.info("gateway on http://%s:%d: starting %d workers", args.host, args.port, args.workers)
     try:
-        for w in workers:
-            w.join()
+        return _supervise_workers(workers)
     except KeyboardInterrupt:
+        return 0
+    finally:
         for w in workers:
             w.terminate()
-    return 0
+        for w in workers:
+            w.join(10)
+
+
+def _supervise_workers(workers: list) -> int:
+    """Wait until a worker ends; any exit is the gateway's end (1 unless it was a clean stop)."""
+    from multiprocessing.connection import wait
+
+    wait([w.sentinel for w in workers])
+    ended = next(w for w in workers if w.exitcode is not None)
+    if ended.exitcode == 0:
+        return 0
+    log.error("gateway worker (pid %d) exited with code %s (its error is logged above); stopping the gateway",
+              ended.pid, ended.exitcode)
+    return 1
+
+
+def _raise_keyboard_interrupt(signum, frame):
+    raise KeyboardInterrupt
