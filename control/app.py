@@ -75,8 +75,8 @@ class Gateway:
         original = dict(body)  # fallback candidates get their own model and reasoning switch
         body["model"] = backend.model
         apply_reasoning(body, backend.reasoning_family, decision.reasoning)
-        outcome = {"backend": backend.name, "category": headers["x-semroute-category"],
-                   "task": headers["x-semroute-task"], "rule": decision.rule}
+        outcome = request["outcome"] = {"backend": backend.name, "category": headers["x-semroute-category"],
+                                        "task": headers["x-semroute-task"], "rule": decision.rule}
         upstream_start = time.perf_counter()
         try:
             response = self._cached(routed, body, headers)
@@ -87,13 +87,11 @@ class Gateway:
                 response = await self.relay.send(request, self.config, candidates, body_for, headers, chat.stream,
                                                  record, self._settler(request, routed, body, prompt_tokens))
         except APIError as err:
-            metrics.REQUESTS.labels(**outcome, status=str(err.status)).inc()
             access_log(request, chat, outcome, err.status, start)
             raise
         self.router.remember(session_id, decision)
         outcome["backend"] = response.headers.get("x-semroute-model", backend.name)  # after any failover
         metrics.UPSTREAM_SECONDS.labels(backend=backend.name).observe(time.perf_counter() - upstream_start)
-        metrics.REQUESTS.labels(**outcome, status=str(response.status)).inc()
         access_log(request, chat, outcome, response.status, start)
         return response
 
@@ -234,6 +232,20 @@ def parse_model(model, body: dict):
         raise validation_error(exc) from None
 
 
+CHAT_PATH = "/v1/chat/completions"
+NO_OUTCOME = {"backend": "none", "category": "none", "task": "none", "rule": "none"}
+
+
+@web.middleware
+async def count_requests_middleware(request: web.Request, handler):
+    """semroute_requests_total for every chat request with its final status: refusals before a
+    decision (401, 429, 400, 404, 403 blocks) count with "none" labels, so error panels see them."""
+    response = await handler(request)  # errors_middleware, inside, has made every failure a response
+    if request.path == CHAT_PATH:
+        metrics.REQUESTS.labels(**request.get("outcome", NO_OUTCOME), status=str(response.status)).inc()
+    return response
+
+
 @web.middleware
 async def errors_middleware(request: web.Request, handler):
     # A client's id is echoed and logged: capped, so it cannot blow up headers or log lines.
@@ -259,9 +271,9 @@ def create_app(config: Config, triton_url: str, host: str = "127.0.0.1", config_
         raise ConfigError(problem)
     telemetry.instrument_aiohttp_server()
     gateway = Gateway(config, BatchingClassifier(Classifier(triton_url)), host=host)  # one Triton call per busy moment
-    # Order: errors outermost (every refusal OpenAI-shaped), then the request's config snapshot,
-    # header limits and auth before any body is read.
-    app = web.Application(middlewares=[errors_middleware, snapshot_middleware(lambda: gateway._config),
+    # Order: counting outermost (it sees every final status), errors (every refusal OpenAI-shaped),
+    # then the request's config snapshot, header limits and auth before any body is read.
+    app = web.Application(middlewares=[count_requests_middleware, errors_middleware, snapshot_middleware(lambda: gateway._config),
                                        headers_middleware(lambda: gateway.config.limits), gateway.auth.middleware()],
                           client_max_size=config.limits.max_body_bytes)
     app[GATEWAY] = gateway
@@ -269,7 +281,7 @@ def create_app(config: Config, triton_url: str, host: str = "127.0.0.1", config_
         gateway.reloader = ConfigReloader(config_path, lambda new: install_config(gateway, new, host))
         app.on_startup.append(gateway.reloader.start)
         app.on_cleanup.append(gateway.reloader.stop)
-    app.router.add_post("/v1/chat/completions", gateway.chat_completions)
+    app.router.add_post(CHAT_PATH, gateway.chat_completions)
     app.router.add_post("/v1/route", gateway.route_only)
     app.router.add_get("/v1/models", gateway.models)
     app.router.add_get("/healthz", gateway.healthz)
