@@ -13,7 +13,7 @@ from aiohttp import web
 from opentelemetry import trace
 from pydantic import ValidationError
 
-from control import metrics, redact, telemetry
+from control import metrics, redact, scrub, telemetry
 from control.auth import Authenticator, estimate_tokens
 from control.batching import BatchingClassifier
 from control.config import Backend, Config, ConfigError, load_config
@@ -43,7 +43,7 @@ class Gateway:
         self.cache: ResponseCache = InMemoryCache(config.cache)
         self.relay = Relay(self.upstream)        # retries, failover, per-backend circuit breakers
         self.guard = ClassifierGuard()           # classifier time budget; degraded routing without it
-        self.auth = Authenticator(lambda: self.config.auth, host)
+        self.auth = Authenticator(lambda: self.config.auth, host, lambda: self.config.metrics)
         self.reloader: ConfigReloader | None = None
 
     @property
@@ -211,7 +211,8 @@ def route_headers(routed: Routed, request: web.Request) -> dict[str, str]:
         "x-request-id": request.get("request_id", ""),
     }
     if request.headers.get("x-semroute-debug") == "1":
-        headers["x-semroute-debug"] = json.dumps({**explain(routed), "timings_ms": timings(routed)},
+        explanation = explain(routed) if telemetry.log_prompts() else scrub.mask_pii_text(explain(routed))
+        headers["x-semroute-debug"] = json.dumps({**explanation, "timings_ms": timings(routed)},
                                                  separators=(",", ":"), ensure_ascii=True)
     return headers
 
