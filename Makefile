@@ -4,6 +4,11 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 CONFIG ?= config/example.yaml
 PORT   ?= 8080
+HOST   ?= 127.0.0.1
+# Triton's ports (HTTP / gRPC / metrics): change them when another server holds 8100-8102.
+TRITON_HTTP_PORT    ?= 8100
+TRITON_GRPC_PORT    ?= 8101
+TRITON_METRICS_PORT ?= 8102
 
 .PHONY: install model up test clean
 
@@ -20,7 +25,8 @@ model: install
 	$(BIN)/semroute export
 
 up: model
-	$(BIN)/semroute up --config $(CONFIG) --port $(PORT)
+	$(BIN)/semroute up --config $(CONFIG) --host $(HOST) --port $(PORT) --http-port $(TRITON_HTTP_PORT) \
+		--grpc-port $(TRITON_GRPC_PORT) --metrics-port $(TRITON_METRICS_PORT)
 
 test: model
 	$(BIN)/python -m pytest -q -ra

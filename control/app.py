@@ -13,7 +13,7 @@ from aiohttp import web
 from opentelemetry import trace
 from pydantic import ValidationError
 
-from control import metrics, redact, telemetry
+from control import metrics, redact, scrub, telemetry
 from control.auth import Authenticator, estimate_tokens
 from control.batching import BatchingClassifier
 from control.config import Backend, Config, ConfigError, load_config
@@ -44,7 +44,7 @@ class Gateway:
         self.cache: ResponseCache = InMemoryCache(config.cache)
         self.relay = Relay(self.upstream)        # retries, failover, per-backend circuit breakers
         self.guard = ClassifierGuard()           # classifier time budget; degraded routing without it
-        self.auth = Authenticator(lambda: self.config.auth, host)
+        self.auth = Authenticator(lambda: self.config.auth, host, lambda: self.config.metrics)
         self.reloader: ConfigReloader | None = None
 
     @property
@@ -76,8 +76,8 @@ class Gateway:
         original = dict(body)  # fallback candidates get their own model and reasoning switch
         body["model"] = backend.model
         apply_reasoning(body, backend.reasoning_family, decision.reasoning)
-        outcome = {"backend": backend.name, "category": headers["x-semroute-category"],
-                   "task": headers["x-semroute-task"], "rule": decision.rule}
+        outcome = request["outcome"] = {"backend": backend.name, "category": headers["x-semroute-category"],
+                                        "task": headers["x-semroute-task"], "rule": decision.rule}
         upstream_start = time.perf_counter()
         try:
             response = self._cached(request, routed, body, headers)
@@ -88,7 +88,6 @@ class Gateway:
                 response = await self.relay.send(request, self.config, candidates, body_for, headers, chat.stream,
                                                  record, self._settler(request, routed, body, prompt_tokens))
         except APIError as err:
-            metrics.REQUESTS.labels(**outcome, status=str(err.status)).inc()
             access_log(request, chat, outcome, err.status, start)
             raise
         except asyncio.CancelledError:  # the client left (handler_cancellation): the upstream call is cut too
@@ -98,7 +97,6 @@ class Gateway:
         self.router.remember(session_id, decision)
         outcome["backend"] = response.headers.get("x-semroute-model", backend.name)  # after any failover
         metrics.UPSTREAM_SECONDS.labels(backend=backend.name).observe(time.perf_counter() - upstream_start)
-        metrics.REQUESTS.labels(**outcome, status=str(response.status)).inc()
         access_log(request, chat, outcome, response.status, start)
         return response
 
@@ -221,7 +219,8 @@ def route_headers(routed: Routed, request: web.Request) -> dict[str, str]:
         "x-request-id": request.get("request_id", ""),
     }
     if request.headers.get("x-semroute-debug") == "1":
-        headers["x-semroute-debug"] = json.dumps({**explain(routed), "timings_ms": timings(routed)},
+        explanation = explain(routed) if telemetry.log_prompts() else scrub.mask_pii_text(explain(routed))
+        headers["x-semroute-debug"] = json.dumps({**explanation, "timings_ms": timings(routed)},
                                                  separators=(",", ":"), ensure_ascii=True)
     return headers
 
@@ -246,6 +245,20 @@ def parse_model(model, body: dict):
         return model.model_validate(body)
     except ValidationError as exc:
         raise validation_error(exc) from None
+
+
+CHAT_PATH = "/v1/chat/completions"
+NO_OUTCOME = {"backend": "none", "category": "none", "task": "none", "rule": "none"}
+
+
+@web.middleware
+async def count_requests_middleware(request: web.Request, handler):
+    """semroute_requests_total for every chat request with its final status: refusals before a
+    decision (401, 429, 400, 404, 403 blocks) count with "none" labels, so error panels see them."""
+    response = await handler(request)  # errors_middleware, inside, has made every failure a response
+    if request.path == CHAT_PATH:
+        metrics.REQUESTS.labels(**request.get("outcome", NO_OUTCOME), status=str(response.status)).inc()
+    return response
 
 
 @web.middleware
@@ -274,9 +287,9 @@ def create_app(config: Config, triton_url: str, host: str = "127.0.0.1", config_
         raise ConfigError(problem)
     telemetry.instrument_aiohttp_server()
     gateway = Gateway(config, BatchingClassifier(Classifier(triton_url)), host=host)  # one Triton call per busy moment
-    # Order: errors outermost (every refusal OpenAI-shaped), then the request's config snapshot,
-    # header limits and auth before any body is read.
-    app = web.Application(middlewares=[errors_middleware, snapshot_middleware(lambda: gateway._config),
+    # Order: counting outermost (it sees every final status), errors (every refusal OpenAI-shaped),
+    # then the request's config snapshot, header limits and auth before any body is read.
+    app = web.Application(middlewares=[count_requests_middleware, errors_middleware, snapshot_middleware(lambda: gateway._config),
                                        headers_middleware(lambda: gateway.config.limits), gateway.auth.middleware()],
                           client_max_size=config.limits.max_body_bytes)
     app[GATEWAY] = gateway
@@ -284,7 +297,7 @@ def create_app(config: Config, triton_url: str, host: str = "127.0.0.1", config_
         gateway.reloader = ConfigReloader(config_path, lambda new: install_config(gateway, new, host))
         app.on_startup.append(gateway.reloader.start)
         app.on_cleanup.append(gateway.reloader.stop)
-    app.router.add_post("/v1/chat/completions", gateway.chat_completions)
+    app.router.add_post(CHAT_PATH, gateway.chat_completions)
     app.router.add_post("/v1/route", gateway.route_only)
     app.router.add_get("/v1/models", gateway.models)
     app.router.add_get("/healthz", gateway.healthz)
@@ -340,10 +353,16 @@ def run_serve(args) -> int:
 
 
 def _serve_workers(config: Config, args) -> int:
-    """N processes share the port with SO_REUSEPORT; the kernel spreads connections."""
+    """N processes share the port with SO_REUSEPORT; the kernel spreads connections.
+
+    The parent refuses what a worker would refuse (auth without keys) before starting any,
+    and exits non-zero when a worker dies: a gateway short of workers is not "running"."""
     import multiprocessing
     import tempfile
 
+    problem = config.auth.problem(args.host)
+    if problem:
+        raise ConfigError(problem)
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="semroute-metrics-"))
     ctx = multiprocessing.get_context("spawn")
     workers = [ctx.Process(target=serve_forever, args=(config, args.triton_url, args.host, args.port, True, args.config),
@@ -352,11 +371,31 @@ def _serve_workers(config: Config, args) -> int:
         w.start()
     # Workers reload on file changes themselves; a SIGHUP to this parent is passed on to each.
     signal.signal(signal.SIGHUP, lambda *_: [os.kill(w.pid, signal.SIGHUP) for w in workers if w.pid])
-    log.info("gateway on http://%s:%d with %d workers", args.host, args.port, args.workers)
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # stop the workers too, not only this parent
+    log.info("gateway on http://%s:%d: starting %d workers", args.host, args.port, args.workers)
     try:
-        for w in workers:
-            w.join()
+        return _supervise_workers(workers)
     except KeyboardInterrupt:
+        return 0
+    finally:
         for w in workers:
             w.terminate()
-    return 0
+        for w in workers:
+            w.join(10)
+
+
+def _supervise_workers(workers: list) -> int:
+    """Wait until a worker ends; any exit is the gateway's end (1 unless it was a clean stop)."""
+    from multiprocessing.connection import wait
+
+    wait([w.sentinel for w in workers])
+    ended = next(w for w in workers if w.exitcode is not None)
+    if ended.exitcode == 0:
+        return 0
+    log.error("gateway worker (pid %d) exited with code %s (its error is logged above); stopping the gateway",
+              ended.pid, ended.exitcode)
+    return 1
+
+
+def _raise_keyboard_interrupt(signum, frame):
+    raise KeyboardInterrupt

@@ -13,6 +13,7 @@ may run into debt and then waits until the bucket refills.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import ipaddress
 import math
 import os
@@ -27,7 +28,8 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 from control.protocol import APIError
 
 REJECTED = Counter("semroute_auth_rejections_total", "Requests refused by auth or rate limits", ["reason"])
-OPEN_PATHS = ("/healthz", "/readyz", "/metrics", "/openapi.json")  # probes and scrapers carry no key
+OPEN_PATHS = ("/healthz", "/readyz", "/openapi.json")  # probes carry no key
+METRICS_PATH = "/metrics"  # as the `metrics.auth` section says
 
 
 class ApiKey(BaseModel):
@@ -98,6 +100,30 @@ class Auth(BaseModel):
         return None
 
 
+class MetricsAccess(BaseModel):
+    """The `metrics:` section: who may read GET /metrics (it names backends, rules, key names)."""
+    model_config = ConfigDict(extra="forbid")
+    auth: Literal["api", "none", "key"] = Field(
+        "api", description="api: the API's keys (open when API auth is off); none: open to anyone who can connect; "
+                           "key: only the scraper key in key_env")
+    key_env: str | None = Field(None, min_length=1, description="auth: key: environment variable holding the scraper key")
+    _digest: str = PrivateAttr("")
+
+    @model_validator(mode="after")
+    def _resolve(self) -> "MetricsAccess":
+        if (self.auth == "key") != (self.key_env is not None):
+            raise ValueError("key_env is required with auth: key, and only then")
+        if self.key_env is not None:
+            value = os.environ.get(self.key_env)
+            if not value:
+                raise ValueError(f"key_env: ${self.key_env} is not set")
+            self._digest = digest(value)
+        return self
+
+    def admits(self, presented: str) -> bool:
+        return hmac.compare_digest(digest(presented), self._digest)
+
+
 def digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
@@ -138,8 +164,9 @@ class Bucket:
 class Authenticator:
     """Checks keys and limits per request; the buckets outlive config reloads."""
 
-    def __init__(self, auth_of: Callable[[], Auth], host: str):
-        self.auth_of, self.host = auth_of, host
+    def __init__(self, auth_of: Callable[[], Auth], host: str,
+                 metrics_of: Callable[[], MetricsAccess] = MetricsAccess):
+        self.auth_of, self.host, self.metrics_of = auth_of, host, metrics_of
         self.buckets: dict[tuple[str, str], Bucket] = {}
 
     def bucket(self, key: ApiKey, kind: str) -> Bucket | None:
@@ -155,6 +182,9 @@ class Authenticator:
         @web.middleware
         async def authenticate(request: web.Request, handler):
             auth = self.auth_of()
+            if request.path == METRICS_PATH:
+                self.check_metrics(request, auth, self.metrics_of())
+                return await handler(request)
             if request.path in OPEN_PATHS or not auth.enabled(self.host):
                 return await handler(request)
             key = self.identify(request, auth)
@@ -164,13 +194,27 @@ class Authenticator:
             return await handler(request)
         return authenticate
 
-    def identify(self, request: web.Request, auth: Auth) -> ApiKey:
+    def check_metrics(self, request: web.Request, auth: Auth, access: MetricsAccess) -> None:
+        """A scrape is not rate-limited; it only has to present the right key, if any."""
+        if access.auth == "api" and auth.enabled(self.host):
+            self.identify(request, auth)
+        elif access.auth == "key" and not access.admits(self.presented(request)):
+            REJECTED.labels(reason="invalid_metrics_key").inc()
+            raise APIError(401, "GET /metrics needs the metrics key: send 'Authorization: Bearer <key>'",
+                           code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
+
+    @staticmethod
+    def presented(request: web.Request) -> str:
         scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not presented.strip():
+        return presented.strip() if scheme.lower() == "bearer" else ""
+
+    def identify(self, request: web.Request, auth: Auth) -> ApiKey:
+        presented = self.presented(request)
+        if not presented:
             REJECTED.labels(reason="missing_key").inc()
             raise APIError(401, "no API key: send 'Authorization: Bearer <key>'", code="invalid_api_key",
                            headers={"WWW-Authenticate": "Bearer"})
-        key = auth.lookup(presented.strip())
+        key = auth.lookup(presented)
         if key is None:
             REJECTED.labels(reason="invalid_key").inc()
             raise APIError(401, "the API key is not valid", code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})

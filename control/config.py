@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, model_validator
 
-from control.auth import Auth
+from control.auth import Auth, MetricsAccess
 from control.limits import Limits
 from control.resilience import Resilience
 from control.routing_config import CacheConfig, EmbeddingRoute, Routing
@@ -86,6 +86,7 @@ class Config(_Strict):
     cache: CacheConfig = CacheConfig()
     resilience: Resilience = Resilience()
     auth: Auth = Auth()
+    metrics: MetricsAccess = MetricsAccess()
     limits: Limits = Limits()
 
     @model_validator(mode="after")

@@ -99,6 +99,7 @@ def build_spec(config, auth_on: bool) -> dict:
         "anyOf": [{"enum": names}, {"type": "string", "minLength": 1}], "examples": names,
         "description": "'auto' routes; a backend's name passes through"}
     security = [{"bearer": []}] if auth_on else []
+    metrics_auth = config.metrics.auth == "key" or (config.metrics.auth == "api" and auth_on)
     paths = {
         "/v1/chat/completions": {"post": _operation(
             "Chat completion: model 'auto' routes, a backend's name passes through", "ChatCompletionRequest",
@@ -117,8 +118,10 @@ def build_spec(config, auth_on: bool) -> dict:
                                              **{s: _error(ERRORS[s]) for s in ("401", "429", "431")}}}},
         "/healthz": {"get": _plain("the process is up", "Health")},
         "/readyz": {"get": _plain("ready, or degraded (routing without the classifier)", "Readiness")},
-        "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {
-            "description": "text exposition format", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+        "/metrics": {"get": {"summary": "Prometheus metrics (key as `metrics.auth` says)",
+                             "security": [{"bearer": []}] if metrics_auth else [], "responses": {"200": {
+            "description": "text exposition format", "content": {"text/plain": {"schema": {"type": "string"}}}},
+            **({"401": _error(ERRORS["401"])} if metrics_auth else {})}}},
         "/openapi.json": {"get": {"summary": "this document", "responses": {"200": {
             "description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}}}}},
     }

@@ -2,7 +2,8 @@
 
 Traces export over OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT (or ..._TRACES_ENDPOINT) is set;
 otherwise no SDK is installed and incoming `traceparent` headers still propagate to Triton
-and the LLM backends. No prompt text ever goes into spans; logs carry it only when
+and the LLM backends. No prompt text ever goes into spans, and URLs in spans lose their
+credentials and query values (control/scrub.py); logs carry it only when
 SEMROUTE_LOG_PROMPTS=1.
 """
 from __future__ import annotations
@@ -35,9 +36,11 @@ def setup_tracing(service_name: str = SERVICE_NAME):
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+    from control.scrub import ScrubbingExporter
+
     os.environ.setdefault("OTEL_SERVICE_NAME", service_name)  # Resource.create reads it
     provider = TracerProvider(resource=Resource.create())
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    provider.add_span_processor(BatchSpanProcessor(ScrubbingExporter(OTLPSpanExporter())))  # no secrets in URLs
     trace.set_tracer_provider(provider)
     return provider
 

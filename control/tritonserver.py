@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import ctypes
 import importlib.util
+import json
 import os
+import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import sysconfig
@@ -56,6 +59,35 @@ def _on_linux_main_thread() -> bool:
     return sys.platform == "linux" and threading.current_thread() is threading.main_thread()
 
 
+def _kill_group(pgid: int) -> None:
+    """SIGKILL what is left of Triton's process group: its Python-backend stubs outlive a
+    tritonserver killed with SIGKILL (they hold the model's memory) unless someone ends them."""
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass  # nothing left in the group
+
+
+def port_in_use(host: str, port: int) -> str | None:
+    """Why `port` cannot be bound on `host` now (another server listens there), else None."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind: TIME_WAIT is no clash
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return None
+
+
+def check_ports_free(host: str, ports: dict[str, int]) -> None:
+    """Fail before starting anything when a port is taken: a server on it would answer in our place."""
+    for what, port in ports.items():
+        problem = port_in_use(host, port)
+        if problem:
+            raise RuntimeError(f"{what} port {port} on {host} is already in use ({problem}): stop what listens "
+                               f"there (`ss -ltnp 'sport = :{port}'`) or choose another port")
+
+
 class TritonServer:
     """One tritonserver process serving `model_repository` on 127.0.0.1."""
 
@@ -68,6 +100,8 @@ class TritonServer:
         self.log_file = Path(log_file).resolve() if log_file else self.cache_dir / f"tritonserver-{http_port}.log"
         self.extra_args = list(extra_args)
         self.process: subprocess.Popen | None = None
+        # Sent as --id and checked by is_ready: another Triton on our ports is not "ready".
+        self.server_id = f"semroute-{secrets.token_hex(8)}"
 
     @property
     def grpc_url(self) -> str:
@@ -123,7 +157,7 @@ class TritonServer:
                 f"--grpc-address={self.host}", f"--grpc-port={self.grpc_port}",
                 f"--metrics-address={self.host}", f"--metrics-port={self.metrics_port}",
                 "--allow-metrics=true", "--allow-gpu-metrics=false", "--log-verbose=0",
-                "--exit-timeout-secs=10", *self.extra_args]
+                "--exit-timeout-secs=10", f"--id={self.server_id}", *self.extra_args]
 
     def start(self, die_with_parent: bool | None = None) -> "TritonServer":
         """die_with_parent: None = only when started from the main thread; True from a thread
@@ -132,6 +166,8 @@ class TritonServer:
         if self.process is not None and self.process.poll() is None:
             raise RuntimeError(f"Triton is already running (pid {self.process.pid})")
         self._check_repository()
+        check_ports_free(self.host, {"Triton HTTP": self.http_port, "Triton gRPC": self.grpc_port,
+                                     "Triton metrics": self.metrics_port})
         command = self.command(self.prepare_backends())
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         tie = _on_linux_main_thread() if die_with_parent is None else die_with_parent and sys.platform == "linux"
@@ -139,7 +175,15 @@ class TritonServer:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                             env=self.environment(), start_new_session=True,
                                             preexec_fn=_die_with_parent if tie else None)
+        # start_new_session made Triton the leader of its own group, which its stubs join.
+        threading.Thread(target=self._reap_group, args=(self.process,), name=f"triton-reaper-{self.process.pid}",
+                         daemon=True).start()
         return self
+
+    @staticmethod
+    def _reap_group(process: subprocess.Popen) -> None:
+        process.wait()
+        _kill_group(process.pid)
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
         try:
@@ -148,10 +192,14 @@ class TritonServer:
             return "(no log)"
 
     def is_ready(self) -> bool:
+        """Our server (its --id, not just any Triton on the port) serves the model."""
         try:
+            with urllib.request.urlopen(f"{self.http_url}/v2", timeout=2) as response:
+                if json.loads(response.read()).get("name") != self.server_id:
+                    return False
             with urllib.request.urlopen(f"{self.http_url}/v2/models/{MODEL_NAME}/ready", timeout=2) as response:
                 return response.status == 200
-        except (urllib.error.URLError, OSError):
+        except (urllib.error.URLError, OSError, ValueError):
             return False
 
     def wait_ready(self, timeout: float = 120) -> float:

@@ -23,7 +23,9 @@ def run_up(args) -> int:
         from export.repository import build_repository
         build_repository(None, repository)
     from control.app import serve_forever
-    from control.tritonserver import TritonServer
+    from control.tritonserver import TritonServer, check_ports_free
+
+    check_ports_free(args.host, {"gateway": args.port})  # Triton checks its own ports as it starts
 
     start = time.perf_counter()
     with TritonServer(repository, http_port=args.http_port, grpc_port=args.grpc_port,

@@ -54,7 +54,8 @@ class Upstream:
         await self.start()
         url = f"{backend.base_url}/{path.lstrip('/')}"
         attributes = {"gen_ai.operation.name": "chat", "gen_ai.request.model": backend.model,
-                      "semroute.backend": backend.name, "server.address": url.split("/")[2]}
+                      "semroute.backend": backend.name, "server.address": backend.url.host or "",
+                      "server.port": backend.url.port or 0}  # host only: never a URL's user:pass@
         with TRACER.start_as_current_span(f"chat {backend.model}", kind=SpanKind.CLIENT, attributes=attributes):
             send = inject_headers({"Content-Type": "application/json", **(headers or {})})
             key = backend.api_key()

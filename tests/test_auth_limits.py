@@ -102,8 +102,10 @@ def test_openai_client_sees_authentication_error(secured):
 
 
 def test_probes_need_no_key(secured):
-    for path in ("/healthz", "/readyz", "/metrics", "/openapi.json"):
+    for path in ("/healthz", "/readyz", "/openapi.json"):
         assert requests.get(f"{secured.url}{path}", timeout=10).status_code == 200, path
+    # /metrics takes the API's keys by default (metrics.auth: api; tests/test_telemetry_privacy.py)
+    assert requests.get(f"{secured.url}/metrics", timeout=10).status_code == 401
 
 
 def test_keys_from_hash_and_from_env(secured):
