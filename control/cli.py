@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--branch-layers", type=int, default=None, help="trainable copies of the top encoder layers (default: 2)")
     p.add_argument("--epochs", type=int, default=None, help="epochs over the per-source capped sample (default: 3)")
     p.add_argument("--max-len", type=int, default=None, help="training sequence length, head + tail kept (default: 128)")
-    p.add_argument("--synth-pii", type=int, default=None, help="extra PII sentences from presidio templates + Faker (default: 4000)")
+    p.add_argument("--synth-pii", type=int, default=None, help="extra PII sentences from presidio templates + Faker (default: 8000)")
 
     p = sub.add_parser("eval", help="evaluate the served model on the held-out sets")
     p.add_argument("--data-dir", type=Path, default=None, help="staged data root (default: $SEMROUTE_DATA_DIR or ../shared/data)")
@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", type=Path, default=None, help="weights whose metadata (thresholds, calibration) is used; with --start-triton also served (default: export/weights/router_heads.safetensors)")
     p.add_argument("--start-triton", action="store_true", help="serve --weights on a private Triton (free ports) instead of using --triton-url")
     p.add_argument("--limit", type=int, default=None, help="first N rows of every set only (quick check)")
+    p.add_argument("--config", type=Path, default=None, help="gateway config whose routing.safety thresholds count as blocks (default: config/example.yaml)")
+    p.add_argument("--compare", type=Path, default=None, help="metrics.json of another model (e.g. v1) shown beside this one in goals.md")
     return parser
 
 

@@ -1,6 +1,6 @@
 """strong_prob calibration: which threshold sends about a given share of prompts to the strong
-model. Computed on training prompts that carry a strong/weak label (RouteLLM train halves),
-never on eval data.
+model. Computed on a traffic-like mix of training prompts (export/thresholds.TRAFFIC_MIX:
+small talk, instructions, exam and math questions, code), never on eval data.
 
 Shipped twice, same content: in the weights metadata ("calibration") and as
 export/weights/calibration.json next to the weights:
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 SHARES = tuple(round(x, 2) for x in np.arange(0.05, 1.0, 0.05))
-SOURCE = "strong_prob on the RouteLLM train halves (MMLU + GSM8K), training split"
+SOURCE = "strong_prob on a traffic-like mix of training prompts (export/thresholds.TRAFFIC_MIX), training split"
 
 
 def table(strong_probs, shares=SHARES) -> dict:

@@ -45,9 +45,11 @@ class Example:
     domain: int = -1
     task: int = -1
     jailbreak: int = -1
-    strong: int = -1
+    harmful: float = -1.0           # soft target in [0, 1] (weak labels sit below 1)
+    strong: float = -1.0            # soft target: share of models failing (or weak-fails-strong-wins)
     pii: list[tuple[int, int, str]] | None = None   # (start, end, type) char spans
     split: str = "train"
+    lang: str = "en"
     keys: tuple[str, ...] = field(default=(), repr=False)  # extra texts checked against eval
 
 
@@ -186,20 +188,11 @@ def load_clinc(fs: Files, other_per_intent: int = 25) -> list[Example]:
     for part in ("train", "val", "test"):
         for text, intent in data[part]:
             if intent in small:
-                out.append(Example(text, "clinc_small_talk", text, task=_task("chitchat")))
+                # small talk and simple assistant requests never need the strong model
+                out.append(Example(text, "clinc_small_talk", text, task=_task("chitchat"), strong=0.0))
             elif per_intent.get(intent, 0) < other_per_intent:
                 per_intent[intent] = per_intent.get(intent, 0) + 1
-                out.append(Example(text, "clinc_other", text))
-    return out
-
-
-def load_jailbreak(fs: Files) -> list[Example]:
-    out = [Example(r["prompt"], "verazuo_jailbreak", r["prompt"], jailbreak=1)
-           for r in fs.csv("train/jailbreak_llms_verazuo/jailbreak_prompts_2023_12_25.csv") if r["prompt"].strip()]
-    out += [Example(r["question"], "verazuo_forbidden", r["question"], jailbreak=1)
-            for r in fs.csv("train/jailbreak_llms_verazuo/forbidden_question_set.csv")]
-    out += [Example(r["goal"], "advbench", r["goal"], jailbreak=1)
-            for r in fs.csv("train/advbench/harmful_behaviors.csv")]
+                out.append(Example(text, "clinc_other", text, strong=0.0))
     return out
 
 
@@ -268,39 +261,18 @@ def assign_splits(examples: list[Example]) -> None:
             ex.split = "dev"
 
 
-def jailbreak_negatives(examples: list[Example]) -> None:
-    """Every example of a benign source is a jailbreak negative."""
+# Sources whose texts may name people incidentally (exam questions, word problems, code):
+# none of them is personal data, so they teach the PII head what is *not* PII.
+PII_NEGATIVE_SOURCES = ("mmlu_dev", "mmlu_val", "mmlu_test_train_half", "mmlu_pro", "gsm8k", "math_competition",
+                        "humaneval", "mbpp", "clinc_small_talk", "clinc_other", "dc_router", "medquad", "pubmedqa")
+
+
+def fill_negatives(examples: list[Example]) -> None:
+    """Examples of benign sources are negatives of both safety heads; listed sources are PII-free."""
     for ex in examples:
         if ex.jailbreak == -1:
             ex.jailbreak = 0
-
-
-def assemble(data_dir: Path | str | None = None, *, synth_pii: int = 0, seed: int = 0,
-             verbose: bool = True) -> tuple[list[Example], dict]:
-    """Load, dedupe against eval/ and split. Returns (examples, info with hashes and counts)."""
-    root = resolve_data_dir(data_dir)
-    fs = Files(root)
-    examples: list[Example] = []
-    for loader in (load_mmlu, load_routellm, load_math_and_code, load_dolly, load_clinc, load_jailbreak, load_pii):
-        examples += loader(fs)
-    if synth_pii:
-        from export.pii_synth import synthesize
-        examples += synthesize(fs, synth_pii, seed=seed)
-    jailbreak_negatives(examples)
-    examples, dropped = dedupe_against_eval(examples, root)
-    assign_splits(examples)
-    info = {"data_dir": str(root), "sha256": dict(sorted(fs.hashes.items())),
-            "dropped_eval_overlap": dropped, "dropped_total": sum(dropped.values()),
-            "counts": _counts(examples)}
-    if verbose:
-        print(f"data: dropped {info['dropped_total']} training texts equal (normalised) to an eval text: "
-              f"{dropped}", file=sys.stderr)
-    return examples, info
-
-
-def _counts(examples: list[Example]) -> dict[str, dict[str, int]]:
-    out: dict[str, dict[str, int]] = {}
-    for ex in examples:
-        d = out.setdefault(ex.source, {})
-        d[ex.split] = d.get(ex.split, 0) + 1
-    return out
+        if ex.harmful < 0:
+            ex.harmful = 0.0
+        if ex.pii is None and ex.source in PII_NEGATIVE_SOURCES:
+            ex.pii = []

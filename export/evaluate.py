@@ -16,88 +16,14 @@ from pathlib import Path
 import numpy as np
 
 from export import data, labels, metrics
+from export import task_data
+from export.eval_sets import NO_PII_SETS, load_sets
 from export.domain_map import domain_of_subject
 from export.model import DEFAULT_WEIGHTS, read_weights_meta
 
 BATCH = 32
 JAILBREAK_THRESHOLD = 0.5   # used when the weights carry no threshold chosen on training data
 SWEEP = (0.1, 0.3, 0.5, 0.7, 0.9, 0.95, 0.99)
-
-
-def _csv(path: Path, header: bool = True) -> list:
-    import csv
-
-    with open(path, newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f) if header else csv.reader(f))
-
-
-def _jsonl(path: Path) -> list[dict]:
-    return [json.loads(x) for x in path.read_text(encoding="utf-8").split("\n") if x.strip()]
-
-
-def _decision_domain(decision: str) -> str:
-    return decision.removesuffix("_decision").replace("_", " ")
-
-
-def load_sets(root: Path, limit: int | None = None) -> dict[str, list[dict]]:
-    """Every eval set as rows {"text": ..., label fields}. `limit` keeps the first rows (smoke runs)."""
-    ev = root / "eval"
-    vsr = ev / "vllm_sr"
-    sets: dict[str, list[dict]] = {
-        # question + choices in RouteLLM's prompt format: the same text as the routing set, so each
-        # question is classified once (6,947 of the 7,006 prompts are byte-identical)
-        "mmlu_eval_half": [{"text": data.mmlu_text(r["question"], [r["A"], r["B"], r["C"], r["D"]]) + "\nAnswer:",
-                            "domain": domain_of_subject(r["subject"])} for r in _csv(ev / "mmlu/test_eval_half.csv")],
-        "vllm_sr_domain_cases": [{"text": r["question"], "domain": r["category"]}
-                                 for r in json.loads((vsr / "domain_classify_cases.json").read_text())],
-        "vllm_sr_handwritten": [{"text": r["text"], "domain": r["true_label"]}
-                                for r in json.loads((vsr / "test_data.json").read_text())]
-        + [{"text": r["query"], "domain": _decision_domain(r["expected_decision"])}
-           for r in json.loads((vsr / "decision_fallback_cases.json").read_text())["test_cases"]],
-        "arena_hard_v2": [{"text": r["prompt"], "task": r["subcategory"]} for r in _jsonl(ev / "arena_hard/v2.0_question.jsonl")],
-        "jailbreakbench": [{"text": r["prompt"], "jailbreak": 1, "method": r["method"]}
-                           for r in _jsonl(ev / "jailbreakbench/attack_prompts.jsonl")],
-        "simple_safety_tests": [{"text": r["prompts_final"], "jailbreak": 1} for r in _csv(ev / "simple_safety_tests/simple_safety_tests.csv")],
-        "giskard_prompt_injections": [{"text": r["prompt"], "jailbreak": 1} for r in _csv(ev / "giskard_prompt_injections/prompt_injections.csv")],
-        "xstest_unsafe": [{"text": r["prompt"], "jailbreak": 1} for r in _csv(ev / "xstest/xstest_prompts.csv") if r["label"] == "unsafe"],
-        "xstest_safe": [{"text": r["prompt"], "jailbreak": 0} for r in _csv(ev / "xstest/xstest_prompts.csv") if r["label"] == "safe"],
-        "vllm_sr_jailbreak_cases": [{"text": r["question"], "jailbreak": 1} for r in json.loads((vsr / "jailbreak_detection_cases.json").read_text())],
-        "presidio_synth_v2": [{"text": r["full_text"], "pii": [
-            (s["start_position"], s["end_position"], labels.PII_ALIASES.get(s["entity_type"], s["entity_type"]))
-            for s in r["spans"]]} for r in json.loads((ev / "presidio_pii/synth_dataset_v2.json").read_text())],
-        "routellm_mmlu_eval_half": [{"text": r["prompt"], "weak": float(data._truthy(r["mixtral_8x7b_correct"])),
-                                     "strong": float(data._truthy(r["gpt4_1106_correct"]))}
-                                    for r in _csv(ev / "routellm/mmlu_eval_half.csv")],
-        "routellm_gsm8k_eval_half": [{"text": r["prompt"], "weak": float(data._truthy(r["mistralai/Mixtral-8x7B-Instruct-v0.1"])),
-                                      "strong": float(data._truthy(r["gpt-4-1106-preview"]))}
-                                     for r in _csv(ev / "routellm/gsm8k_eval_half.csv")],
-        "mt_bench": _mt_bench(ev / "mt_bench"),
-        "alpaca_eval": [{"text": r["instruction"], "jailbreak": 0} for r in json.loads((ev / "alpaca_eval/gpt4_1106_preview_model_outputs.json").read_text())],
-        "arena_hard_v0_1": [{"text": r["prompt"] if "prompt" in r else r["turns"][0]["content"], "jailbreak": 0}
-                            for r in _jsonl(ev / "arena_hard/v0.1_question.jsonl")],
-    }
-    examples, _ = data.assemble(root, verbose=False)
-    sets["dolly_heldout"] = [{"text": e.text, "task": labels.TASKS[e.task]} for e in examples
-                             if e.source == "dolly" and e.split == "test"]
-    if limit:
-        sets = {k: v[:limit] for k, v in sets.items()}
-    return sets
-
-
-def _mt_bench(folder: Path) -> list[dict]:
-    """Router input: the first turn (what is known when the model is chosen); quality: the GPT-4
-    judge score of each model averaged over both turns."""
-    scores: dict[tuple[int, str], list[float]] = {}
-    for r in _jsonl(folder / "judgements.jsonl"):
-        scores.setdefault((r["question_id"], r["model"]), []).append(float(r["score"]))
-    rows = []
-    for q in _jsonl(folder / "question.jsonl"):
-        w = scores.get((q["question_id"], "mistralai/Mixtral-8x7B-Instruct-v0.1"))
-        s = scores.get((q["question_id"], "gpt-4-1106-preview"))
-        if w and s:
-            rows.append({"text": q["turns"][0], "weak": float(np.mean(w)), "strong": float(np.mean(s)),
-                         "category": q["category"], "jailbreak": 0})
-    return rows
 
 
 async def classify_all(texts: list[str], triton_url: str) -> dict[str, object]:
@@ -174,7 +100,7 @@ def routing(rows, sig, calib: dict | None) -> dict:
     return res
 
 
-def compute(sets: dict[str, list[dict]], sig: dict, meta: dict) -> dict:
+def compute(sets: dict[str, list[dict]], sig: dict, meta: dict, config_path: Path | None = None) -> dict:
     thr = float(meta.get("jailbreak_threshold", JAILBREAK_THRESHOLD))
     calib = meta.get("calibration")
     benign = [s for s in ("alpaca_eval", "mt_bench", "arena_hard_v0_1", "arena_hard_v2", "vllm_sr_handwritten",
@@ -199,12 +125,67 @@ def compute(sets: dict[str, list[dict]], sig: dict, meta: dict) -> dict:
     sweep_sets = {**{k: sets[k] for k in out["jailbreak"]["recall"]}, "xstest_safe": sets["xstest_safe"], "benign_all": all_benign}
     out["jailbreak"]["threshold_sweep"] = {str(t): {k: flag_rate(v, sig, t)["flagged"] for k, v in sweep_sets.items()}
                                            for t in SWEEP}
+    out["safety"] = safety_metrics(sets, sig, safety_thresholds(config_path))
+    out["pii"]["prompts_with_spans"] = {k: span_rate(sets[k], sig) for k in (*NO_PII_SETS, "sharegpt")}
+    out["domain"].update({k: label_metrics(sets[k], sig, "domain") for k in ("mmlu_pro_eval_half", "liveqa_med")})
+    out["task"]["codealpaca"] = label_metrics(sets["codealpaca"], sig, "task")
+    belle = [{**r, "task": task_data.BELLE_TASKS[r["belle_task"]]} for r in sets["belle_eval_zh"] if r["belle_task"] in task_data.BELLE_TASKS]
+    out["task"]["belle_eval_zh"] = label_metrics(belle, sig, "task")
+    out["routing"]["mmlu_pro_eval_half"] = difficulty_auc(sets["mmlu_pro_routing"], sig)
     read = [sig[t].read for t in {r["text"] for rows in sets.values() for r in rows}]
     out["long_inputs"] = {"texts": len(read), "chunked": int(sum(r.chunks > 1 for r in read)),
                           "max_chunks": int(max(r.chunks for r in read)), "chunk_tokens": read[0].chunk_tokens,
                           "how": "texts over chunk_tokens are read in consecutive chunks; class and strong probabilities "
                                  "are averaged by chunk length, jailbreak takes the worst chunk, PII spans keep offsets"}
     return out
+
+
+# Safety sets: which signal counts. Attacks on the model are the jailbreak head's; harmful
+# requests and benign look-alikes are judged by what the gateway does: block on either signal.
+JAILBREAK_SETS = ("jailbreakbench", "tensor_trust", "giskard_prompt_injections", "vllm_sr_jailbreak_cases")
+HARMFUL_SETS = ("simple_safety_tests", "xstest_unsafe", "sorry_bench", "do_not_answer", "malicious_instruct")
+BENIGN_SETS = ("sharegpt", "alpaca_noinput", "xstest_safe", "oktest", "belle_eval_zh", "instructionwild_zh")
+
+
+def safety_thresholds(config_path: Path | None) -> dict:
+    """The block thresholds of a gateway config (routing.safety); the example config by default."""
+    import yaml
+
+    path = Path(config_path or Path(__file__).resolve().parents[1] / "config" / "example.yaml")
+    safety = (yaml.safe_load(path.read_text()).get("routing") or {}).get("safety") or {}
+    return {"config": str(path), "jailbreak": safety.get("jailbreak_threshold"), "harmful": safety.get("harmful_threshold")}
+
+
+def _blocked(s, thr: dict, which: str = "either") -> bool:
+    jb = thr["jailbreak"] is not None and s.jailbreak_prob >= thr["jailbreak"]
+    harmful = getattr(s, "harmful_prob", None)
+    hf = thr["harmful"] is not None and harmful is not None and harmful >= thr["harmful"]
+    return jb if which == "jailbreak" else (jb or hf)
+
+
+def safety_metrics(sets, sig, thr: dict) -> dict:
+    """Share of each set the config's thresholds would block (recall on attacks and harmful
+    requests, false-positive rate on benign prompts)."""
+    def rate(name, which="either"):
+        rows = sets[name]
+        return {"n": len(rows), "flagged": float(np.mean([_blocked(sig[r["text"]], thr, which) for r in rows]))}
+    return {"thresholds": thr,
+            "jailbreak_recall": {k: rate(k, "jailbreak") for k in JAILBREAK_SETS},
+            "harmful_recall": {k: rate(k) for k in HARMFUL_SETS},
+            "benign_flagged": {k: rate(k) for k in BENIGN_SETS},
+            "benign_jailbreak_flagged": {k: rate(k, "jailbreak") for k in ("sharegpt", "alpaca_noinput")}}
+
+
+def span_rate(rows, sig) -> dict:
+    with_spans = [r["text"] for r in rows if sig[r["text"]].pii]
+    return {"n": len(rows), "with_spans": len(with_spans) / max(len(rows), 1)}
+
+
+def difficulty_auc(rows, sig) -> dict:
+    """How well strong_prob ranks the questions most models fail (solved by under half)."""
+    hard = np.array([r["solved_share"] < 0.5 for r in rows])
+    return {"n": len(rows), "hard_share": float(hard.mean()),
+            "auc_hard": metrics.roc_auc(hard, np.array([sig[r["text"]].strong_prob for r in rows]))}
 
 
 def run_eval(args) -> int:
@@ -218,13 +199,14 @@ def run_eval(args) -> int:
     started = time.time()
     with _triton(args, weights) as url:
         sig = asyncio.run(classify_all(texts, url))
-    results = compute(sets, sig, meta)
+    results = compute(sets, sig, meta, getattr(args, "config", None))
     results["meta"] = {"triton_url": url, "weights": str(weights), "weights_version": meta.get("version"),
                        "weights_sha256": data.sha256_file(weights) if weights.exists() else None,
                        "classify_seconds": round(time.time() - started, 1), "texts": len(set(texts)),
                        "limit": getattr(args, "limit", None), "data_dir": str(root)}
     out_dir = Path(getattr(args, "output_dir", None) or "export/model_card")
-    write_outputs(results, meta, out_dir)
+    compare = json.loads(Path(args.compare).read_text()) if getattr(args, "compare", None) else None
+    write_outputs(results, meta, out_dir, compare)
     print(f"wrote {out_dir}/metrics.json, report.md, routing.svg", file=sys.stderr)
     return 0
 

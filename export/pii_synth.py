@@ -13,6 +13,7 @@ import re
 from datetime import datetime
 
 from export import labels
+from export.data import Example, Files
 
 # Faker provider (template slot) -> presidio entity type.
 SLOT_TYPES = {
@@ -110,8 +111,6 @@ def fill(template: str, values: ValueSource) -> tuple[str, list[tuple[int, int, 
 
 def synthesize(fs, n: int, seed: int = 0):
     """n sentences from presidio's templates (round robin over templates, so all are used)."""
-    from export.data import Example
-
     rng = random.Random(seed)
     templates = [t.strip() for t in fs.path("train/presidio_pii/templates.txt").read_text(encoding="utf-8").split("\n")
                  if t.strip()]
@@ -124,4 +123,18 @@ def synthesize(fs, n: int, seed: int = 0):
             text = text.lower()
         # group by template: sentences of one template fall in the same split
         out.append(Example(text, "presidio_templates_faker", f"template {i % len(templates)}", pii=spans))
+    return out
+
+
+# WNUT-17 (user-generated text) -> our PII types; products and creative works are not personal data.
+WNUT_TYPES = {"person": "PERSON", "location": "LOCATION", "corporation": "ORGANIZATION", "group": "ORGANIZATION"}
+
+
+def load_wnut(fs: Files) -> list[Example]:
+    """WNUT-17 sentences with their entity spans; most carry none, which teaches the head that
+    ordinary chatty text holds no PII."""
+    out = []
+    for r in fs.jsonl("train/wnut17/wnut17_spans.jsonl"):
+        spans = [(s["start"], s["end"], WNUT_TYPES[s["label"]]) for s in r["spans"] if s["label"] in WNUT_TYPES]
+        out.append(Example(r["text"], "wnut17", r["text"], pii=spans))
     return out

@@ -19,17 +19,22 @@ import numpy as np
 import torch
 from torch import nn
 
-from export import calibration, data, features, labels
+from export import calibration, features, labels, thresholds, training_set
 from export.model import DEFAULT_WEIGHTS, RouterModel, load_encoder, save_weights
 
 # Per-epoch cap of examples drawn from each source: the big easy sets (GSM8K, CLINC) would
 # otherwise eat the time budget without teaching more.
-EPOCH_CAPS = {"gsm8k": 1500, "clinc_other": 1500, "clinc_small_talk": 1200, "dolly": 7000,
-              "mmlu_test_train_half": 4000, "routellm_mmlu": 5000}
-# PII (token tags, ~10% of examples) and strong (a weak signal) learn slowest: weighted up.
-LOSS_WEIGHTS = {"domain": 1.0, "task": 1.0, "jailbreak": 1.0, "strong": 2.0, "pii": 2.0}
-JAILBREAK_POS_WEIGHT = 3.0
-JAILBREAK_DEV_FPR = 0.005   # the benign false-positive budget the threshold is chosen for
+# v2 adds many sources: the caps keep one epoch near 50k examples (about 10 minutes here).
+EPOCH_CAPS = {"gsm8k": 1200, "clinc_other": 1200, "clinc_small_talk": 1200, "dolly": 5000,
+              "mmlu_test_train_half": 2500, "routellm_mmlu": 4000, "mmlu_val": 800, "presidio_templates_faker": 3500,
+              "t0": 2500, "dc_router": 3000, "mmlu_pro": 4000, "medquad": 1000, "pubmedqa": 500, "wnut17": 2000,
+              "hh_redteam": 1200, **{f"xquad_{lang}": 250 for lang in ("ar", "de", "el", "en", "es", "hi", "ro", "ru", "th", "tr", "vi", "zh")},
+              **{f"xquad_{lang}_passage": 100 for lang in ("ar", "de", "el", "en", "es", "hi", "ro", "ru", "th", "tr", "vi", "zh")}}
+# PII (token tags) and strong (a noisy signal) learn slowest: weighted up.
+LOSS_WEIGHTS = {"domain": 1.0, "task": 1.0, "jailbreak": 1.0, "harmful": 1.0, "strong": 2.0, "pii": 2.0}
+# v1 weighted jailbreak positives 3x and flagged one real prompt in five: no extra weight now.
+JAILBREAK_POS_WEIGHT = 1.0
+SAFETY_DEV_FPR = 0.005   # the benign false-positive budget the recommended thresholds are chosen for
 CACHED_BRANCH = 2   # frozen states are cached below the top two layers
 
 
@@ -51,7 +56,7 @@ def run_train(args) -> int:
     np.random.seed(seed)
     torch.set_num_threads(max(1, torch.get_num_threads()))
 
-    examples, info = data.assemble(_setting(args, "data_dir", None), synth_pii=0 if smoke else int(_setting(args, "synth_pii", 4000)), seed=seed)
+    examples, info = training_set.assemble(_setting(args, "data_dir", None), synth_pii=0 if smoke else int(_setting(args, "synth_pii", 8000)), seed=seed)
     train = [e for e in examples if e.split == "train"]
     dev = [e for e in examples if e.split == "dev"]
     if smoke:
@@ -92,16 +97,14 @@ def run_train(args) -> int:
             break
     model.load_state_dict(best_state, strict=False)
 
-    calib = calibration.table(_strong_probs(model, tr_set, [i for i, e in enumerate(train) if e.strong >= 0]))
-    jb_threshold = _jailbreak_threshold(model, dev_set)
-    meta = {"version": "v1", "seed": seed, "max_len_train": max_len, "epochs": epochs,
+    meta = {"version": "v2", "seed": seed, "max_len_train": max_len, "epochs": epochs,
             "recipe": __doc__.split("Recipe (why): ")[1].split("\n\n")[0].replace("\n", " "),
             "epoch_caps": EPOCH_CAPS, "loss_weights": LOSS_WEIGHTS, "smoke": smoke,
             "data": {k: info[k] for k in ("sha256", "dropped_eval_overlap", "dropped_total", "counts")},
             "history": history, "best_epoch": max(history, key=lambda h: h["score"])["epoch"],
-            "calibration": calib, "jailbreak_threshold": jb_threshold, "train_seconds": round(time.time() - t0, 1)}
+            **operating_points(model, train, tr_set, dev, dev_set, seed), "train_seconds": round(time.time() - t0, 1)}
     save_weights(model, output, meta)
-    calibration.write(calib, output.parent / "calibration.json")
+    calibration.write(meta["calibration"], output.parent / "calibration.json")
     print(f"saved {output} ({output.stat().st_size / 1e6:.1f} MB) in {meta['train_seconds']}s", file=sys.stderr)
     return 0
 
@@ -110,8 +113,8 @@ def _smoke_subset(examples, seed):
     """A few examples of every label kind so that every head gets a gradient."""
     rng = random.Random(seed)
     picks = []
-    for key in ("domain", "task", "jailbreak", "strong"):
-        pool = [e for e in examples if getattr(e, key) >= 0 and (key != "jailbreak" or e.jailbreak == 1)]
+    for key in ("domain", "task", "jailbreak", "harmful", "strong"):
+        pool = [e for e in examples if getattr(e, key) >= 0 and (key not in ("jailbreak", "harmful") or getattr(e, key) >= 1)]
         picks += rng.sample(pool, min(6, len(pool)))
     pool = [e for e in examples if e.pii]
     return picks + rng.sample(pool, min(6, len(pool)))
@@ -140,6 +143,7 @@ class Tensorised:
         self.domain = torch.tensor([e.domain for e in examples])
         self.task = torch.tensor([e.task for e in examples])
         self.jailbreak = torch.tensor([e.jailbreak for e in examples], dtype=torch.float32)
+        self.harmful = torch.tensor([e.harmful for e in examples], dtype=torch.float32)
         self.strong = torch.tensor([e.strong for e in examples], dtype=torch.float32)
 
     def batch(self, idx):
@@ -154,7 +158,8 @@ class Tensorised:
             if self.tags[i] is not None:
                 tags[j, :k] = torch.tensor(self.tags[i])
         return h, mask, tags, {"domain": self.domain[idx], "task": self.task[idx],
-                               "jailbreak": self.jailbreak[idx], "strong": self.strong[idx]}
+                               "jailbreak": self.jailbreak[idx],
+                               "harmful": self.harmful[idx], "strong": self.strong[idx]}
 
 
 def _length_batches(lengths, idx, batch_size, rng):
@@ -176,7 +181,8 @@ def multitask_loss(logits, y, tags) -> tuple[torch.Tensor, dict]:
         m = y[name] >= 0
         if m.any():
             parts[name] = nn.functional.cross_entropy(logits[name][m], y[name][m])
-    for name, pw in (("jailbreak", JAILBREAK_POS_WEIGHT), ("strong", 1.0)):
+    # harmful and strong take soft targets (weak labels, shares of failing models)
+    for name, pw in (("jailbreak", JAILBREAK_POS_WEIGHT), ("harmful", 1.0), ("strong", 1.0)):
         m = y[name] >= 0
         if m.any():
             parts[name] = nn.functional.binary_cross_entropy_with_logits(
@@ -215,7 +221,7 @@ def predict(model, ds, idx=None, batch_size=128) -> dict[str, list]:
     """Head outputs (probabilities, PII tag ids) for examples of a Tensorised set."""
     model.eval()
     idx = np.arange(len(ds.lengths)) if idx is None else np.asarray(idx)
-    out = {"domain": [], "task": [], "jailbreak": [], "strong": [], "pii": []}
+    out = {"domain": [], "task": [], "jailbreak": [], "harmful": [], "strong": [], "pii": []}
     order = idx[np.argsort(ds.lengths[idx], kind="stable")]
     for s in range(0, len(order), batch_size):
         b = order[s:s + batch_size]
@@ -224,8 +230,9 @@ def predict(model, ds, idx=None, batch_size=128) -> dict[str, list]:
         out["domain"] += list(lg["domain"].softmax(-1).numpy())
         out["task"] += list(lg["task"].softmax(-1).numpy())
         out["jailbreak"] += list(lg["jailbreak"].sigmoid().numpy())
+        out["harmful"] += list(lg["harmful"].sigmoid().numpy())
         out["strong"] += list(lg["strong"].sigmoid().numpy())
-        out["pii"] += [lg["pii"][j, :ds.lengths[i]].argmax(-1).numpy() for j, i in enumerate(b)]
+        out["pii"] += [lg["pii"][j, :ds.lengths[i]].softmax(-1).numpy() for j, i in enumerate(b)]
     back = np.argsort(np.argsort(ds.lengths[idx], kind="stable"), kind="stable")
     return {k: [v[i] for i in back] for k, v in out.items()}
 
@@ -241,11 +248,13 @@ def evaluate_dev(model, ds) -> dict:
         if m.any():
             pred = np.array([x.argmax() for x in p[name]])[m]
             res[f"{name}_acc"] = round(metrics.accuracy(y[m], pred), 4)
-    for name in ("jailbreak", "strong"):
+    for name in ("jailbreak", "harmful", "strong"):
         y = getattr(ds, name).numpy()
         m = y >= 0
         if m.any():
-            auc = metrics.roc_auc(y[m] > 0.5, np.array(p[name])[m])
+            # soft targets: positives are the examples above the median target (strong) or 0.5
+            cut = 0.5 if name != "strong" else float(np.median(y[m]))
+            auc = metrics.roc_auc(y[m] > cut, np.array(p[name])[m])
             if not np.isnan(auc):
                 res[f"{name}_auc"] = round(auc, 4)
     jb = ds.jailbreak.numpy()
@@ -253,7 +262,7 @@ def evaluate_dev(model, ds) -> dict:
     if (jb == 1).any() and (jb == 0).any():
         res["jailbreak_recall@0.5"] = round(float((score[jb == 1] > 0.5).mean()), 4)
         res["jailbreak_fpr@0.5"] = round(float((score[jb == 0] > 0.5).mean()), 4)
-    res["pii_token_f1"] = round(_token_f1(ds.tags, p["pii"]), 4)
+    res["pii_token_f1"] = round(_token_f1(ds.tags, [x.argmax(-1) for x in p["pii"]]), 4)
     return res
 
 
@@ -273,7 +282,7 @@ def _token_f1(gold_tags, pred_tags) -> float:
 
 def _selection_score(m: dict) -> float:
     """Mean of the dev metrics: every head counts, none may be sacrificed silently."""
-    keys = ("domain_acc", "task_acc", "jailbreak_auc", "strong_auc", "pii_token_f1")
+    keys = ("domain_acc", "task_acc", "jailbreak_auc", "harmful_auc", "strong_auc", "pii_token_f1")
     vals = [m[k] for k in keys if k in m and not np.isnan(m[k])]
     return float(np.mean(vals)) if vals else 0.0
 
@@ -292,12 +301,17 @@ def _heads(model, h, mask):
     return model.heads(model.branch_hidden((h,) + (None,) * model.branch_layers, mask), mask)
 
 
-def _jailbreak_threshold(model, ds, max_fpr: float = JAILBREAK_DEV_FPR) -> float:
-    """Recommended jailbreak_prob threshold: the lowest one (but not under 0.5) that flags at
-    most max_fpr of the dev split's benign prompts. Chosen on training data only."""
-    neg = np.array(predict(model, ds, np.nonzero(ds.jailbreak.numpy() == 0)[0])["jailbreak"])
-    return round(float(max(0.5, np.quantile(neg, 1 - max_fpr))) if len(neg) else 0.5, 4)
-
-
-def _strong_probs(model, ds, idx) -> np.ndarray:
-    return np.array(predict(model, ds, idx)["strong"]) if len(idx) else np.array([0.5])
+def operating_points(model, train, tr_set, dev, dev_set, seed: int) -> dict:
+    """Calibration, recommended thresholds and covered languages, from training data only
+    (export/thresholds.py): the strong-share table on a traffic-like mix of training prompts,
+    safety thresholds and PII thresholds on the dev split."""
+    mix = thresholds.traffic_mix([e.source for e in train], np.random.default_rng(seed))
+    calib = calibration.table(predict(model, tr_set, mix)["strong"] if len(mix) else [0.5])
+    pred = predict(model, dev_set)
+    jailbreak, harmful = dev_set.jailbreak.numpy(), dev_set.harmful.numpy()
+    languages, per_language = thresholds.covered_languages([e.lang for e in dev], harmful, np.array(pred["harmful"]))
+    return {"calibration": calib,
+            "jailbreak_threshold": thresholds.safety_threshold(np.array(pred["jailbreak"])[jailbreak == 0], SAFETY_DEV_FPR),
+            "harmful_threshold": thresholds.safety_threshold(np.array(pred["harmful"])[harmful == 0], SAFETY_DEV_FPR),
+            "pii_thresholds": thresholds.pii_thresholds(dev_set.tags, pred["pii"]),
+            "languages": languages, "language_dev": per_language}

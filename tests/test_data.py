@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from export import data, features, labels
+from export import data, features, labels, training_set
 from export.domain_map import MMLU_TO_MMLU_PRO
 
 try:
@@ -18,7 +18,7 @@ needs_data = pytest.mark.skipif(ROOT is None, reason="staged data (../shared/dat
 
 @pytest.fixture(scope="module")
 def assembled():
-    return data.assemble(ROOT, synth_pii=300, seed=0, verbose=False)
+    return training_set.assemble(ROOT, synth_pii=300, seed=0, verbose=False)
 
 
 def test_normalize_folds_case_punctuation_and_space():
@@ -74,13 +74,14 @@ def test_every_example_has_a_valid_label_and_splits_are_stable(assembled):
     examples, info = assembled
     for e in examples:
         assert -1 <= e.domain < len(labels.DOMAINS) and -1 <= e.task < len(labels.TASKS)
-        assert e.jailbreak in (0, 1) and e.strong in (-1, 0, 1)
+        assert e.jailbreak in (-1, 0, 1) and (e.harmful == -1 or 0 <= e.harmful <= 1)
+        assert e.strong == -1 or 0 <= e.strong <= 1
         for s, t, kind in e.pii or []:
             assert 0 <= s < t <= len(e.text) and kind in labels.PII_TYPES
     splits = Counter(e.split for e in examples)
     assert 0.07 < splits["dev"] / len(examples) < 0.13
     assert splits["test"] > 500 and {e.source for e in examples if e.split == "test"} == {"dolly"}
-    again, _ = data.assemble(ROOT, synth_pii=300, seed=0, verbose=False)
+    again, _ = training_set.assemble(ROOT, synth_pii=300, seed=0, verbose=False)
     assert [(e.text, e.split) for e in again] == [(e.text, e.split) for e in examples]
     # questions of one group never straddle splits (MMLU question vs its RouteLLM prompt)
     split_of = {}
@@ -128,3 +129,47 @@ def test_head_tail_keeps_both_ends_and_special_tokens():
     cut, tail_at = features.head_tail(ids, 128)
     assert len(cut) == 128 and cut[0] == 101 and cut[-1] == 102
     assert cut[1] == 1000 and cut[-2] == 1299 and tail_at == 64
+
+
+@needs_data
+def test_safety_labels_keep_the_two_signals_apart(assembled):
+    """Plain harmful requests teach `harmful` only, templates and injections `jailbreak` only;
+    look-alikes and every other benign source are negatives of both."""
+    examples, _ = assembled
+    by = {}
+    for e in examples:
+        by.setdefault(e.source, []).append(e)
+    for src in ("advbench", "harmbench", "strongreject", "verazuo_forbidden", "coconot_unsafe", "multijail_zh"):
+        assert by[src] and all(e.harmful == 1.0 and e.jailbreak == -1 for e in by[src]), src
+    assert all(0.5 < e.harmful < 1 for e in by["hh_redteam"])          # weak label: a soft target
+    for src in ("verazuo_jailbreak", "bipia_injected"):
+        assert all(e.jailbreak == 1 and e.harmful == -1 for e in by[src]), src
+    for src in ("coconot_benign", "bipia_clean", "dolly", "t0", "xquad_es", "belle_zh", "legalbench"):
+        assert all(e.jailbreak == 0 and e.harmful == 0.0 for e in by[src]), src
+    # MultiJail only in languages that also have benign prompts here
+    assert {e.lang for e in examples if e.source.startswith("multijail")} == {"en", "zh", "ar", "th", "vi"}
+    assert {"zh", "ar", "th", "vi"} <= {e.lang for e in examples if e.harmful == 0.0}
+
+
+@needs_data
+def test_translations_share_a_split_and_difficulty_is_a_share_of_models(assembled):
+    examples, _ = assembled
+    split_of = {}
+    for e in examples:
+        if e.source.startswith("xquad"):
+            assert split_of.setdefault(e.group, e.split) == e.split
+    assert len({e.lang for e in examples if e.source.startswith("xquad")}) == 12
+    pro = [e for e in examples if e.source == "mmlu_pro"]
+    assert len(pro) > 5000 and all(0 <= e.strong <= 1 for e in pro if e.strong >= 0)
+    assert 0.2 < sum(e.strong for e in pro) / len(pro) < 0.8          # a spread, not a constant
+    assert all(e.strong == 0.0 for e in examples if e.source == "clinc_small_talk")
+
+
+@needs_data
+def test_pii_negatives_are_sources_without_personal_data(assembled):
+    examples, _ = assembled
+    for src in ("mmlu_pro", "gsm8k", "mbpp", "clinc_small_talk"):
+        rows = [e for e in examples if e.source == src]
+        assert rows and all(e.pii == [] for e in rows), src
+    wnut = [e for e in examples if e.source == "wnut17"]
+    assert sum(not e.pii for e in wnut) > 2500 and {k for e in wnut for _, _, k in e.pii} <= {"PERSON", "LOCATION", "ORGANIZATION"}

@@ -47,6 +47,7 @@ def test_smoke_weights_load_and_change_the_outputs(smoke_weights):
     assert trained.branch_layers == 2
     np.testing.assert_allclose(a[0], b[0], atol=1e-6)   # embedding: the frozen encoder's
     assert not np.allclose(a[1], b[1]) and not np.allclose(a[3], b[3])  # heads: trained
+    assert a[6].shape == (len(PROMPTS), 1) and not np.allclose(a[6], b[6])  # harmful_prob: its own head
 
 
 def test_embedding_stays_the_sentence_transformers_embedding(smoke_weights):
@@ -66,6 +67,9 @@ def test_metadata_records_data_hashes_seed_and_calibration(smoke_weights):
     assert all(len(h) == 64 for h in meta["data"]["sha256"].values())
     assert "train/routellm/mmlu_train_half.csv" in meta["data"]["sha256"]
     assert meta["data"]["dropped_total"] > 0
+    # operating points chosen on training data travel with the weights into the model config
+    assert 0.5 <= meta["jailbreak_threshold"] <= 1 and 0.5 <= meta["harmful_threshold"] <= 1
+    assert isinstance(meta["pii_thresholds"], dict) and "en" in meta["languages"]
     calib = json.loads((smoke_weights.parent / "calibration.json").read_text())
     assert calib == meta["calibration"]
     thresholds = [r["threshold"] for r in calib["table"]]
