@@ -162,3 +162,10 @@ def test_model_spans_yield_to_patterns():
     model = [PiiSpan("PERSON", 0, 4, "John", "model", 0.9), PiiSpan("PERSON", 12, 16, "jane", "model", 0.9),
              PiiSpan("PHONE_NUMBER", 40, 50, "x" * 10, "model", 0.99), PiiSpan("LOCATION", 60, 65, "Paris", "model", 0.8)]
     assert [(s.type, s.start) for s in merge_spans(pattern, model)] == [("PERSON", 0), ("EMAIL_ADDRESS", 10), ("LOCATION", 60)]
+
+
+def test_phone_numbers_deep_in_long_prompts_keep_exact_offsets():
+    text = "word " * 4000 + "call (212) 555-0187, +49 30 12345678 or order 1234567890 " + "more " * 1000
+    spans = [s for s in find_patterns(text) if s.type == "PHONE_NUMBER"]
+    assert [s.text for s in spans] == ["(212) 555-0187", "+49 30 12345678"]
+    assert all(text[s.start:s.end] == s.text for s in spans)

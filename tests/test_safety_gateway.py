@@ -42,6 +42,10 @@ def scores(triton):
     return signals
 
 
+# These tests are about what the signals decide: never fall back to classifier-free routing on a busy machine.
+PATIENT = {"classifier": {"timeout_s": 60}}
+
+
 def midway(low: float, high: float) -> float:
     return round((low + high) / 2, 6)
 
@@ -57,8 +61,8 @@ def start(stubs, triton, tmp_path):
     started = []
 
     def run(routing: dict) -> GatewayProcess:
-        proc = GatewayProcess({"backends": backends(stubs), "routing": {"default": "local", **routing}},
-                              triton.grpc_url, tmp_path).start()
+        proc = GatewayProcess({"backends": backends(stubs), "routing": {"default": "local", **routing},
+                               "resilience": PATIENT}, triton.grpc_url, tmp_path).start(timeout_s=120)
         started.append(proc)
         return proc
     yield run
@@ -156,3 +160,56 @@ def test_ordinary_prompts_get_no_pii_span(triton, request):
         request.applymarker(pytest.mark.xfail(strict=True, reason="model without v2 pii_thresholds (interim weights)"))
     assert {text: [(s.type, s.text) for s in sig.pii] for text, sig in zip(ORDINARY, signals)} \
         == {text: [] for text in ORDINARY}
+
+
+# ---- the example config's recommended defaults --------------------------------------------------
+PERSONAL = ["Please email the signed contract to jane.doe@example.com and call me at 212-555-0187.",
+            "Charge my card 4111 1111 1111 1111 and send the receipt.",
+            "My name is John Smith and I live at 42 Baker Street, London."]
+
+
+@pytest.fixture(scope="module")
+def example_gateway(stubs, triton, tmp_path_factory):
+    from pathlib import Path
+
+    import yaml
+    config = yaml.safe_load((Path(__file__).parents[1] / "config" / "example.yaml").read_text())
+    for backend, stub in zip(config["backends"], ("cheap", "coder", "strong")):
+        backend["url"] = stubs[stub].url
+    config["resilience"] = PATIENT
+    proc = GatewayProcess(config, triton.grpc_url, tmp_path_factory.mktemp("example")).start(timeout_s=120)
+    yield proc
+    proc.stop()
+
+
+def decision(gateway, text: str) -> dict:
+    resp = requests.post(f"{gateway.url}/v1/route", json={"text": text}, timeout=30)
+    assert resp.status_code == 200, resp.text
+    return resp.json()
+
+
+def test_example_private_data_rule_fires_on_personal_data(example_gateway):
+    for text in PERSONAL:
+        assert decision(example_gateway, text)["rule"] == "rule:private-data", text
+
+
+def test_example_private_data_rule_spares_ordinary_prompts(example_gateway, triton, request):
+    if not served_labels(triton).pii_thresholds:
+        request.applymarker(pytest.mark.xfail(strict=True, reason="model without v2 pii_thresholds (interim weights)"))
+    openai_may_see = {"DATE_TIME", "LOCATION", "ORGANIZATION", "URL", "DOMAIN_NAME"}
+    routed = {text: decision(example_gateway, text) for text in ORDINARY}
+    fired = {text: d["signals"]["pii"] for text, d in routed.items() if d["rule"] == "rule:private-data"}
+    would_drop_openai = {text: d["signals"]["pii"] for text, d in routed.items()
+                         if {s["type"] for s in d["signals"]["pii"]} - openai_may_see}
+    assert (fired, would_drop_openai) == ({}, {})
+
+
+def served_labels(triton):
+    async def read():
+        classifier = Classifier(triton.grpc_url)
+        try:
+            await classifier.start()
+            return classifier.labels
+        finally:
+            await classifier.close()
+    return asyncio.run(read())

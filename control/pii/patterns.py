@@ -54,6 +54,10 @@ IBAN_LENGTHS = {
     "SO": 23, "ST": 25, "SV": 28, "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20, "YE": 30,
 }
 
+# Where a phone number could be: phonenumbers' matcher (pure Python, one pass per region) reads
+# only these stretches and a little context around them, not the whole prompt.
+_PHONE_CANDIDATE = re2.compile(r"\+?\(?\d[\d ().\-/]{5,}\d")
+PHONE_CONTEXT = 16
 _EMAIL = re2.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 _CARD = re2.compile(r"\b\d[\d -]{11,22}\d\b")
 _IBAN = re2.compile(r"\b[A-Z]{2}\d{2}[A-Z0-9 ]{11,40}")
@@ -110,13 +114,18 @@ def _valid_host(host: str) -> bool:
 # ---- phone ----------------------------------------------------------------------------------
 def phones(text: str, regions: tuple[str, ...] = PHONE_REGIONS) -> Iterator[PiiSpan]:
     seen: set[tuple[int, int]] = set()
-    for region in regions:
-        for match in phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.VALID):
-            if not match.raw_string.startswith("+") and match.raw_string.isdigit():
-                continue
-            if (match.start, match.end) not in seen:
-                seen.add((match.start, match.end))
-                yield _span("PHONE_NUMBER", text, match.start, match.end)
+    candidates = [(m.start(), m.end()) for m in _PHONE_CANDIDATE.finditer(text)]
+    for i, (start, end) in enumerate(candidates):
+        # the context never reaches into a neighbouring candidate: a window must not cut a number open
+        low = max(start - PHONE_CONTEXT, candidates[i - 1][1] if i else 0)
+        high = min(end + PHONE_CONTEXT, candidates[i + 1][0] if i + 1 < len(candidates) else len(text))
+        for region in regions:
+            for match in phonenumbers.PhoneNumberMatcher(text[low:high], region, leniency=phonenumbers.Leniency.VALID):
+                span = (low + match.start, low + match.end)
+                if span in seen or (not match.raw_string.startswith("+") and match.raw_string.isdigit()):
+                    continue
+                seen.add(span)
+                yield _span("PHONE_NUMBER", text, *span)
 
 
 # ---- credit card ----------------------------------------------------------------------------
