@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from control.chat_params import ChatParams
+
 AUTO_MODEL = "auto"
 
 

@@ -300,3 +300,17 @@ def test_valid_parameters_and_unknown_fields_pass_through(gateway, stubs):
 def test_route_endpoint_validates_the_same(gateway):
     resp = requests.post(f"{gateway.url}/v1/route", json={"text": "hi", "temperature": 9}, timeout=10)
     assert_error(resp, 400, "invalid_request", "temperature")
+
+
+@pytest.mark.parametrize("inner,status,code", [
+    (b'{"a":' * 5000 + b"1" + b"}" * 5000, 400, "json_too_deep"),  # too deep for simdjson's count too
+    (b"123456789012345678901234567890", 200, None),               # an integer simdjson cannot hold: orjson decides
+    (b'"\\ud800"', 400, "invalid_encoding"),
+])
+def test_big_bodies_that_simdjson_refuses_get_orjsons_answer(gateway, inner, status, code):
+    data = b'{"model": "cheap", "messages": [{"role": "user", "content": "hi"}], "pad": "' + b"p" * 300_000 + b'", "x": ' + inner + b"}"
+    resp = requests.post(f"{gateway.url}/v1/chat/completions", data=data, headers={"Content-Type": "application/json"}, timeout=30)
+    if code is None:
+        assert resp.status_code == status, resp.text
+    else:
+        assert_error(resp, status, code)
