@@ -149,6 +149,8 @@ class Gateway:
         route_request = parse_model(RouteRequest, body)
         try:
             chat = route_request.as_chat()
+        except ValidationError as exc:  # a parameter out of OpenAI's range
+            raise validation_error(exc) from None
         except ValueError as exc:
             raise APIError(400, str(exc), code="invalid_request") from None
         check_messages([m.text() for m in chat.messages], self.config.limits)

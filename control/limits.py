@@ -100,7 +100,7 @@ def parse_big_json(raw: bytes, limits: Limits) -> dict:
     orjson holds the GIL while it builds objects, so the thread alone would not spare the loop."""
     try:
         document = simdjson.Parser().parse(raw)
-    except ValueError:  # not valid JSON (UnicodeDecodeError is one too): orjson's error names it
+    except (ValueError, RuntimeError):  # not JSON, too deep, a 65-bit integer...: orjson's error names it
         document = None
     if isinstance(document, simdjson.Object):
         check_counts(document, limits)

@@ -1,13 +1,15 @@
 """OpenAI wire types the gateway reads, and OpenAI's error shape. No serving logic here.
 
-Requests are validated only as far as routing needs; every other field passes through
-to the backend untouched (extra="allow").
+Requests are validated as far as routing needs and OpenAI itself validates (chat_params.py);
+every other field passes through to the backend untouched (extra="allow").
 """
 from __future__ import annotations
 
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from control.chat_params import ChatParams
 
 AUTO_MODEL = "auto"
 
@@ -35,7 +37,7 @@ class Message(BaseModel):
         return "\n".join(p.text for p in self.content or [] if isinstance(p, TextPart))
 
 
-class ChatCompletionRequest(BaseModel):
+class ChatCompletionRequest(ChatParams):
     model_config = ConfigDict(extra="allow")
     model: str = Field(min_length=1)
     messages: list[Message] = Field(min_length=1)
@@ -53,13 +55,10 @@ class ChatCompletionRequest(BaseModel):
                    for m in self.messages if isinstance(m.content, list) for p in m.content)
 
     def has_tools(self) -> bool:
-        extra = self.model_extra or {}
-        return bool(extra.get("tools") or extra.get("functions"))
+        return bool(self.tools or (self.model_extra or {}).get("functions"))
 
     def requested_max_tokens(self) -> int | None:
-        extra = self.model_extra or {}
-        value = extra.get("max_completion_tokens", extra.get("max_tokens"))
-        return value if isinstance(value, int) and value >= 0 else None
+        return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
 
 
 class RouteRequest(BaseModel):
@@ -97,7 +96,20 @@ class APIError(Exception):
 
 
 def validation_error(exc: ValidationError) -> APIError:
-    """The first pydantic error as a 400 naming the offending field."""
-    err = exc.errors()[0]
-    param = ".".join(str(p) for p in err["loc"] if not str(p).startswith(("function-", "tagged-")))
-    return APIError(400, f"invalid request: {param or 'body'}: {err['msg']}", code="invalid_request", param=param or None)
+    """The first pydantic error as a 400 naming the offending field; for a field that may take
+    several shapes (a union), what each shape wanted."""
+    errors = exc.errors()
+    param = field_path(errors[0]["loc"])
+    wanted = dict.fromkeys(e["msg"] for e in errors if field_path(e["loc"]) == param)
+    return APIError(400, f"invalid request: {param or 'body'}: {' or '.join(wanted)}", code="invalid_request",
+                    param=param or None)
+
+
+_TYPE_TAGS = {"str", "int", "float", "bool", "dict", "list", "none"}
+
+
+def field_path(loc: tuple) -> str:
+    """`tools.0.function.name` from a pydantic location, without the tags pydantic adds for
+    union members (`str`, `list[str]`, `literal[...]`, class names, `function-after[...]`)."""
+    return ".".join(str(p) for p in loc if isinstance(p, int)
+                    or (p.isidentifier() and p.islower() and p not in _TYPE_TAGS))

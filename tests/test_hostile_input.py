@@ -249,3 +249,68 @@ def test_others_are_served_while_huge_bodies_arrive(gateway):
             t.join(60)
     assert served == [200] * 20 and health == [200] * 20
     assert refused and set(refused) == {400}
+
+
+# --- 14. what OpenAI validates is validated before forwarding ----------------------------------
+
+FN = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {}}}}
+
+
+@pytest.mark.parametrize("extra,param", [
+    ({"max_tokens": 0}, "max_tokens"), ({"max_tokens": -5}, "max_tokens"), ({"max_tokens": 10.5}, "max_tokens"),
+    ({"max_tokens": "100"}, "max_tokens"), ({"max_completion_tokens": 0}, "max_completion_tokens"),
+    ({"temperature": 2.5}, "temperature"), ({"temperature": -0.1}, "temperature"), ({"temperature": "hot"}, "temperature"),
+    ({"top_p": 1.5}, "top_p"), ({"n": 0}, "n"), ({"presence_penalty": 2.5}, "presence_penalty"),
+    ({"frequency_penalty": -3}, "frequency_penalty"), ({"stream": "yes"}, "stream"),
+    ({"stop": ["a", "b", "c", "d", "e"]}, "stop"), ({"stop": 7}, "stop"), ({"stop": [1]}, "stop"),
+    ({"tools": {"type": "function"}}, "tools"), ({"tools": [{"type": "retrieval"}]}, "tools.0.type"),
+    ({"tools": [{"type": "function"}]}, "tools.0"),
+    ({"tools": [{"type": "function", "function": {"name": "has space"}}]}, "tools.0.function.name"),
+    ({"tools": [{"type": "function", "function": {"name": "x" * 65}}]}, "tools.0.function.name"),
+    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": "{}"}}]}, "tools.0.function.parameters"),
+    ({"tools": [FN], "tool_choice": "sometimes"}, "tool_choice"),
+    ({"tools": [FN], "tool_choice": {"type": "function"}}, "tool_choice"),
+    ({"tools": [FN], "tool_choice": {"type": "function", "function": {}}}, "tool_choice"),
+])
+def test_openai_parameters_are_validated(gateway, stubs, extra, param):
+    before = len(stubs["cheap"].requests)
+    body = {"model": "cheap", "messages": [{"role": "user", "content": "hi"}], **extra}
+    error = assert_error(post_json(gateway, body), 400, "invalid_request", param)
+    assert param in error["message"]
+    assert len(stubs["cheap"].requests) == before  # nothing forwarded
+
+
+def test_valid_parameters_and_unknown_fields_pass_through(gateway, stubs):
+    extra = {"max_tokens": 1, "max_completion_tokens": 64, "temperature": 0, "top_p": 1, "n": 2,
+             "presence_penalty": -2, "frequency_penalty": 2.0, "stop": ["END", "\n\n"], "stream": False,
+             "tools": [{**FN, "function": {**FN["function"], "strict": True, "x_vendor_hint": [1, 2]}},
+                       {"type": "function", "function": {"name": "no-params_1"}}],
+             "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+             "logit_bias": {"50256": -100}, "seed": 7, "user": "u-1", "chat_template_kwargs": {"enable_thinking": False},
+             "response_format": {"type": "json_object"}, "parallel_tool_calls": False}
+    body = {"model": "cheap", "messages": [{"role": "user", "content": "hi"}], **extra}
+    assert post_json(gateway, body).status_code == 200
+    sent = stubs["cheap"].requests[-1][2]
+    assert {k: sent[k] for k in extra} == extra  # forwarded as the client wrote them
+    for choice in ("none", "auto", "required", None):
+        assert post_json(gateway, {**body, "tool_choice": choice}).status_code == 200
+    assert post_json(gateway, {**body, "stop": "END", "temperature": None}).status_code == 200
+
+
+def test_route_endpoint_validates_the_same(gateway):
+    resp = requests.post(f"{gateway.url}/v1/route", json={"text": "hi", "temperature": 9}, timeout=10)
+    assert_error(resp, 400, "invalid_request", "temperature")
+
+
+@pytest.mark.parametrize("inner,status,code", [
+    (b'{"a":' * 5000 + b"1" + b"}" * 5000, 400, "json_too_deep"),  # too deep for simdjson's count too
+    (b"123456789012345678901234567890", 200, None),               # an integer simdjson cannot hold: orjson decides
+    (b'"\\ud800"', 400, "invalid_encoding"),
+])
+def test_big_bodies_that_simdjson_refuses_get_orjsons_answer(gateway, inner, status, code):
+    data = b'{"model": "cheap", "messages": [{"role": "user", "content": "hi"}], "pad": "' + b"p" * 300_000 + b'", "x": ' + inner + b"}"
+    resp = requests.post(f"{gateway.url}/v1/chat/completions", data=data, headers={"Content-Type": "application/json"}, timeout=30)
+    if code is None:
+        assert resp.status_code == status, resp.text
+    else:
+        assert_error(resp, status, code)
