@@ -8,16 +8,18 @@ import os
 import signal
 import time
 import uuid
+from dataclasses import replace
 
 from aiohttp import web
 from opentelemetry import trace
 from pydantic import ValidationError
 
-from control import metrics, redact, scrub, telemetry
+from control import capabilities, metrics, redact, scrub, telemetry
 from control.auth import Authenticator, estimate_tokens
 from control.batching import BatchingClassifier
 from control.config import Backend, Config, ConfigError, load_config
 from control.cache import CachedResponse, InMemoryCache, ResponseCache, cache_key
+from control.candidates import narrow, reroute
 from control.degrade import ClassifierGuard, degraded_headers
 from control.limits import PARSER_LIMITS, answer_and_close, check_messages, headers_middleware, read_json
 from control.openapi import openapi_handler
@@ -65,13 +67,13 @@ class Gateway:
         self.auth.admit_tokens(request, prompt_tokens)
         session_id = request.headers.get("x-session-id")
         with TRACER.start_as_current_span("route") as span:
-            routed = await self.guard.route(self.router, chat, session_id, self.config)
+            routed, candidates = self._narrowed(request, await self.guard.route(self.router, chat, session_id, self.config),
+                                                chat, prompt_tokens)
             span.set_attributes(decision_attributes(routed))
         decision = routed.decision
         metrics.DECISION_SECONDS.observe(time.perf_counter() - start)
         trace.get_current_span().set_attributes(decision_attributes(routed))
         headers = {**route_headers(routed, request), **degraded_headers(routed)}
-        candidates = self.auth.restrict(request, decision.candidates or (decision.backend,), decision.rule == "passthrough")
         backend = self.config.backend(candidates[0])
         original = dict(body)  # fallback candidates get their own model and reasoning switch
         body["model"] = backend.model
@@ -100,6 +102,32 @@ class Gateway:
         access_log(request, chat, outcome, response.status, start)
         return response
 
+    def _narrowed(self, request: web.Request, routed: Routed, chat: ChatCompletionRequest,
+                  prompt_tokens: int) -> tuple[Routed, tuple[str, ...]]:
+        """(the decision without backends that cannot serve this request, the candidates to relay to).
+
+        Dropped, in order, and named in the reason: backends lacking a capability the request
+        needs (none left: 400), backends the client's key may not use, backends whose circuit
+        is open (those still go to the relay, which skips them and says so in its headers).
+        """
+        config, decision = self.config, routed.decision
+        needs = capabilities.needs_of(chat, prompt_tokens)
+        capable = narrow(decision, config, lambda b: capabilities.why_not(b.capabilities, needs))
+        if capable is None:
+            why = "; ".join(f"{n}: {capabilities.why_not(config.backend(n).capabilities, needs)}" for n in decision.candidates)
+            raise APIError(400, f"no backend can serve this request ({why})", code="no_capable_backend",
+                           param="messages")
+        key = request.get("api_key")
+        allowed = capable if key is None else narrow(
+            capable, config, lambda b: None if key.allows(b.name) else f"key '{key.name}' may not use it")
+        if allowed is None:  # a 403 for a named backend, else the first backend the key may use
+            fallback = self.auth.restrict(request, capable.candidates, capable.rule == "passthrough")
+            allowed = reroute(capable, config, fallback, f"key '{key.name}' may use none of them: {fallback[0]} instead")
+        circuit = config.resilience.circuit
+        healthy = narrow(allowed, config, lambda b: "circuit open after repeated failures"
+                         if self.relay.breakers[b.name].state(circuit) == "open" else None)
+        return replace(routed, decision=healthy or allowed), allowed.candidates
+
     def _cached(self, request: web.Request, routed: Routed, body: dict, headers: dict[str, str]) -> web.Response | None:
         """A stored answer for this request, or None (and x-semroute-cache says which)."""
         if not routed.decision.cache or routed.signals is None:
@@ -122,14 +150,15 @@ class Gateway:
     def _settler(self, request: web.Request, routed: Routed, body: dict, prompt_tokens: int) -> Settle:
         """What happens once an answer is through: usage metrics, the key's tokens, the cache."""
         def settle(backend: Backend, usage: dict | None, complete: bytes | None, content_type: str, events: int) -> None:
-            self.account(backend, usage)
+            self.account(backend, usage, routed.decision.saving_against)
             self.auth.charge(request, int(usage.get("total_tokens") or 0) if usage else prompt_tokens + events)
             if complete is not None and backend.name == routed.decision.backend:  # complete answers only
                 self._store(request, routed, body, complete, content_type)
         return settle
 
-    def account(self, backend: Backend, usage: dict | None) -> None:
-        """Tokens, estimated cost and saving (against the dearest backend) from the backend's usage."""
+    def account(self, backend: Backend, usage: dict | None, saving_against: str = "") -> None:
+        """Tokens, estimated cost and saving from the backend's usage. The saving is against
+        `saving_against` (the dearest backend that could have served it), else the dearest."""
         if not usage:
             return
         tokens_in, tokens_out = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
@@ -137,7 +166,9 @@ class Gateway:
         metrics.TOKENS.labels(backend=backend.name, direction="input").inc(tokens_in)
         metrics.TOKENS.labels(backend=backend.name, direction="output").inc(tokens_out)
         metrics.COST_USD.labels(backend=backend.name).inc(cost)
-        metrics.SAVING_USD.labels(backend=backend.name).inc(self.config.max_cost(tokens_in, tokens_out) - cost)
+        baseline = self.config.backend(saving_against)
+        dearest = baseline.price.cost(tokens_in, tokens_out) if baseline else self.config.max_cost(tokens_in, tokens_out)
+        metrics.SAVING_USD.labels(backend=backend.name).inc(max(0.0, dearest - cost))
         trace.get_current_span().set_attributes({"gen_ai.usage.input_tokens": tokens_in,
                                                  "gen_ai.usage.output_tokens": tokens_out,
                                                  "semroute.cost_usd": cost})
@@ -153,8 +184,9 @@ class Gateway:
             raise validation_error(exc) from None
         except ValueError as exc:
             raise APIError(400, str(exc), code="invalid_request") from None
-        check_messages([m.text() for m in chat.messages], self.config.limits)
+        prompt_tokens = estimate_tokens(check_messages([m.text() for m in chat.messages], self.config.limits))
         routed = await self.guard.route(self.router, chat, request.headers.get("x-session-id"), self.config, degrade=False)
+        routed, _ = self._narrowed(request, routed, chat, prompt_tokens)
         return web.json_response({**explain(routed), "timings_ms": {**timings(routed), "total": timed_ms(start)}})
 
     async def models(self, request: web.Request) -> web.Response:

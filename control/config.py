@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, model_validator
 
 from control.auth import Auth, MetricsAccess
+from control.capabilities import Capabilities
 from control.limits import Limits
 from control.resilience import Resilience
 from control.routing_config import CacheConfig, EmbeddingRoute, Routing
@@ -51,6 +52,7 @@ class Backend(_Strict):
                                                                  "streams again until the first chunk")
     idle_timeout_s: float = Field(30.0, gt=0, description="streams: longest silence between two chunks")
     pii: Literal["allow", "block"] | PiiAllowTypes = Field("allow", description="may prompts with PII go to this backend")
+    capabilities: Capabilities = Field(Capabilities(), description="what it can serve; unset means allowed")
     max_response_bytes: int = Field(32 * 2**20, gt=0, description="largest answer taken from it, after "
                                                                   "decompression; beyond it the answer is cut (502)")
     reasoning_family: Literal["qwen3", "deepseek", "openai"] | None = Field(

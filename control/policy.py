@@ -9,15 +9,20 @@ Order:
                        else routing.default
   3. sessions          a sticky conversation keeps its backend unless the new turn clearly
                        needs another (a task/domain rule at ≥ sessions.switch_confidence)
-  4. PII               backends whose `pii` policy refuses the prompt's PII types drop out;
-                       none left → Blocked (model spans of an unreliable reading: see 1)
+  4. PII               backends whose `pii` policy refuses the prompt's PII types drop out
+                       (the reason names them); none left → Blocked (model spans of an
+                       unreliable reading: see 1)
   5. cost              estimated cost of every candidate; saving against the dearest backend
+                       not dropped (`saving_against`)
+The gateway narrows the decision further (capabilities, the key's backends, open circuits)
+with the same `candidates.narrow`.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field
 
+from control.candidates import narrow, with_saving
 from control.config import Config
 from control.language import MIN_CONFIDENCE as LANGUAGE_MIN_CONFIDENCE
 from control.routing_config import Rule, When
@@ -59,7 +64,10 @@ class Decision:
     reason: str   # one sentence for people
     candidates: tuple[str, ...] = ()  # backends to try in order, the chosen one first
     costs: tuple[Candidate, ...] = ()
-    saving_usd: float = 0.0           # estimated, against the dearest backend for the same tokens
+    saving_usd: float = 0.0           # estimated, against `saving_against` for the same tokens
+    saving_against: str = ""          # the dearest backend that could have served this request
+    dropped: dict[str, str] = field(default_factory=dict)  # backend → why it cannot serve this request
+    estimated_tokens: tuple[int, int] = (0, 0)             # (prompt, output) behind the cost estimates
     reasoning: bool | str | None = None
     cache: bool = False
     confidence: float = 1.0           # how sure the matched condition was (sticky sessions use it)
@@ -83,29 +91,34 @@ def decide(signals: Signals, request: RequestFeatures, config: Config, context: 
     match = _candidates(signals, request, config, context)
     match = _stick(match, config, context)
     pii_types = {s.type for s in acting_pii(signals, safety)}
-    allowed = _allowed(match.backends, pii_types, config)
     if untrusted is None and safety.route and not signals.reliable:
         every_type = {s.type for s in signals.pii}
-        if _allowed(match.backends, every_type, config) != allowed:
+        if _allowed(match.backends, every_type, config) != _allowed(match.backends, pii_types, config):
             untrusted = f"model PII spans {sorted(every_type - pii_types)} on an unreliable reading would remove candidates"
     if untrusted is not None:
         match = _Match([safety.route], "unreliable", f"{untrusted}: routing.safety.unreliable routes to '{safety.route}'", 0.0)
-        allowed = _allowed(match.backends, pii_types, config)
-    if not allowed:
-        raise Blocked("pii_not_allowed", f"the prompt contains {sorted(pii_types)}, which no candidate backend may receive")
     out_tokens = request.max_tokens if request.max_tokens is not None else config.routing.expected_output_tokens
+    backends = tuple(dict.fromkeys(match.backends + [config.routing.default]))
     costs = tuple(Candidate(b, config.backend(b).model, config.backend(b).price.cost(request.prompt_tokens, out_tokens))
-                  for b in allowed)
+                  for b in backends)
     rule = match.source
     cache = config.cache.enabled if rule is None or rule.cache is None else rule.cache
-    return Decision(
-        backend=allowed[0], model=config.backend(allowed[0]).model, rule=match.rule, reason=match.reason,
-        candidates=tuple(allowed), costs=costs,
-        saving_usd=round(config.max_cost(request.prompt_tokens, out_tokens) - costs[0].estimated_cost_usd, 9),
+    decision = with_saving(Decision(
+        backend=backends[0], model=config.backend(backends[0]).model, rule=match.rule, reason=match.reason,
+        candidates=backends, costs=costs, estimated_tokens=(request.prompt_tokens, out_tokens),
         reasoning=rule.reasoning if rule else None,
         cache=cache and (config.cache.cache_pii or not signals.pii),  # any span, trusted or not, keeps it out
         confidence=round(match.confidence, 6),
-    )
+    ), config)
+    allowed = narrow(decision, config, lambda b: None if b.allows_pii(pii_types) else pii_refusal(b, pii_types))
+    if allowed is None:
+        raise Blocked("pii_not_allowed", f"the prompt contains {sorted(pii_types)}, which no candidate backend may receive")
+    return allowed
+
+
+def pii_refusal(backend, pii_types: set[str]) -> str:
+    refused = sorted(pii_types) if backend.pii == "block" else sorted(pii_types - set(backend.pii.allow_types))
+    return f"PII {', '.join(refused)} not allowed"
 
 
 def _allowed(backends: list[str], pii_types: set[str], config: Config) -> list[str]:
