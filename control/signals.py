@@ -30,6 +30,7 @@ from control.language import Language, detect_language, reliability
 from control.pii import PiiSpan, find_pii  # PiiSpan lives with its decoders; importable from here as before
 from control.reading import SPREAD, ReadBudget, plan_reading
 from control.telemetry import TRACER, inject_headers
+from control.tokens import SegmentedTokens
 from export.base_model import tokenizer_file
 from export.labels import MAX_SEQ_LEN, MODEL_NAME
 
@@ -168,38 +169,34 @@ class Classifier:
             await self.client.close()
             self.client = None
 
-    def tokenize(self, text: str):
-        # encode_batch releases the GIL while it works (encode does not: measured, a 2 MB prompt
-        # held it 1.5 s), so a thread tokenising a long prompt leaves the event loop free.
-        return self.tokenizer.encode_batch([text], add_special_tokens=False)[0]
-
     def encode(self, text: str, budget: ReadBudget | None = None) -> _Encoded:
         """Chunks of the window's width; with a budget, only the chunks its reading plan names."""
-        enc = self.tokenize(text)
-        ids, width = enc.ids, self.chunk_tokens - 2
-        starts = range(0, max(len(ids), 1), width)
+        tokens, width = SegmentedTokens(self.tokenizer, text), self.chunk_tokens - 2
+        starts = range(0, max(tokens.total, 1), width)
         plan = plan_reading(len(starts), budget, width)
-        offsets = enc.offsets
-        chunks = [[self._cls, *ids[starts[i]:starts[i] + width], self._sep] for i in plan.scanned]
-        chunk_offsets = [[(0, 0), *offsets[starts[i]:starts[i] + width], (0, 0)] for i in plan.scanned]
+        chunks, chunk_offsets = [], []
+        for i in plan.scanned:
+            ids, offsets = tokens.window(starts[i], starts[i] + width)
+            chunks.append([self._cls, *ids, self._sep])
+            chunk_offsets.append([(0, 0), *offsets, (0, 0)])
         sizes = [len(c) - 2 for c in chunks]
         read_tokens = sum(n for n, keep in zip(sizes, plan.classified) if keep)
-        info = ReadInfo(tokens=len(ids), chunks=sum(plan.classified), chunk_tokens=self.chunk_tokens,
-                        truncated=read_tokens < len(ids), strategy="all" if len(plan.scanned) == len(starts)
-                        and all(plan.classified) else SPREAD, read_tokens=read_tokens,
-                        jailbreak_tokens=sum(sizes), rows=len(chunks))
+        whole = len(plan.scanned) == len(starts) and all(plan.classified)
+        info = ReadInfo(tokens=tokens.total, chunks=sum(plan.classified), chunk_tokens=self.chunk_tokens,
+                        truncated=read_tokens < tokens.total, strategy="all" if whole else SPREAD,
+                        read_tokens=read_tokens, jailbreak_tokens=sum(sizes), rows=len(chunks))
         return _Encoded(chunks, chunk_offsets, info, plan.classified)
 
     async def encode_async(self, text: str, budget: ReadBudget | None = None) -> _Encoded:
         if len(text) <= THREAD_CHARS:
             return self.encode(text, budget)
-        return await asyncio.to_thread(self.encode, text, budget)
+        return await asyncio.to_thread(self.encode, text, budget)  # control/tokens.py: the GIL is released
 
     async def count_tokens(self, text: str) -> int:
         """The prompt's length in the model's tokens, off the event loop when long (no Triton)."""
         if len(text) <= THREAD_CHARS:
-            return len(self.tokenize(text).ids)
-        return await asyncio.to_thread(lambda: len(self.tokenize(text).ids))
+            return SegmentedTokens(self.tokenizer, text).total
+        return await asyncio.to_thread(lambda: SegmentedTokens(self.tokenizer, text).total)
 
     async def classify(self, texts: list[str], budget: ReadBudget | list[ReadBudget | None] | None = None) -> list[Signals]:
         """Signals per text; `budget` (one, or one per text) bounds the reading, None reads everything."""

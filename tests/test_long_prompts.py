@@ -17,6 +17,7 @@ from control.batching import MicroBatcher
 from control.config import ConfigError, load_config
 from control.reading import SPREAD, ReadBudget, plan_reading
 from control.signals import BULK_ROWS, Classifier
+from control.tokens import SegmentedTokens
 from tests.conftest import gateway_config
 from tests.gateway_proc import GatewayProcess
 from tests.test_batching import counts_since, triton_counts
@@ -84,6 +85,17 @@ async def test_a_batch_whose_callers_all_left_is_cancelled():
         caller.cancel()
     await asyncio.wait_for(cancelled.wait(), 5)
     await batcher.close()
+
+
+def test_segmented_tokenising_gives_the_whole_texts_tokens():
+    tokenizer = Classifier("127.0.0.1:1").tokenizer  # no Triton needed: the tokenizer is local
+    text = words(30_000) + " naïve café 東京 🎉 a@b.org\n" + chars(150_000)
+    whole = tokenizer.encode(text, add_special_tokens=False)
+    tokens = SegmentedTokens(tokenizer, text)
+    assert len(tokens.segments) > 3 and tokens.total == len(whole.ids)
+    assert tokens.window(0, tokens.total) == (whole.ids, whole.offsets)
+    middle = tokens.window(30_000, 30_254)  # across a segment's end or not: the same tokens
+    assert middle == (whole.ids[30_000:30_254], whole.offsets[30_000:30_254])
 
 
 # --- the classifier against the real Triton -------------------------------------------------
