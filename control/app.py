@@ -160,12 +160,14 @@ class Gateway:
         return web.json_response({"status": "ok"})
 
     async def readyz(self, request: web.Request) -> web.Response:
-        """200 while requests can be served; "degraded" when routing goes without the classifier."""
+        """Kubernetes readiness: 200 "ready" with the classifier; 503 "degraded" without it, so
+        traffic goes to replicas that can classify (a degraded one still answers what reaches it)."""
         ready = await classifier_ready(self.classifier, self.config)
         problem = self.guard.ready_problem(self.config) if ready else "the classifier (Triton) is not ready"
         return web.json_response({"status": "degraded" if problem else "ready", "classifier": ready, "degraded": problem,
                                   "triton_url": self.classifier.triton_url,
-                                  "config": self.reloader.status() if self.reloader else None})
+                                  "config": self.reloader.status() if self.reloader else None},
+                                 status=503 if problem else 200)
 
     async def metrics(self, request: web.Request) -> web.Response:
         data, content_type = metrics.render()
