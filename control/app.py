@@ -276,7 +276,8 @@ def create_app(config: Config, triton_url: str, host: str = "127.0.0.1", config_
     gateway = Gateway(config, BatchingClassifier(Classifier(triton_url)), host=host)  # one Triton call per busy moment
     # Order: counting outermost (it sees every final status), errors (every refusal OpenAI-shaped),
     # then the request's config snapshot, header limits and auth before any body is read.
-    app = web.Application(middlewares=[count_requests_middleware, errors_middleware, snapshot_middleware(lambda: gateway._config),
+    app = web.Application(middlewares=[count_requests_middleware, errors_middleware,
+                                       snapshot_middleware(lambda: gateway._config),
                                        headers_middleware(lambda: gateway.config.limits), gateway.auth.middleware()],
                           client_max_size=config.limits.max_body_bytes)
     app[GATEWAY] = gateway
