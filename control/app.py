@@ -200,12 +200,14 @@ class Gateway:
         return web.json_response({"status": "ok"})
 
     async def readyz(self, request: web.Request) -> web.Response:
-        """200 while requests can be served; "degraded" when routing goes without the classifier."""
+        """Kubernetes readiness: 200 "ready" with the classifier; 503 "degraded" without it, so
+        traffic goes to replicas that can classify (a degraded one still answers what reaches it)."""
         ready = await classifier_ready(self.classifier, self.config)
         problem = self.guard.ready_problem(self.config) if ready else "the classifier (Triton) is not ready"
         return web.json_response({"status": "degraded" if problem else "ready", "classifier": ready, "degraded": problem,
                                   "triton_url": self.classifier.triton_url,
-                                  "config": self.reloader.status() if self.reloader else None})
+                                  "config": self.reloader.status() if self.reloader else None},
+                                 status=503 if problem else 200)
 
     async def metrics(self, request: web.Request) -> web.Response:
         data, content_type = metrics.render()
@@ -323,7 +325,8 @@ def create_app(config: Config, triton_url: str, host: str = "127.0.0.1", config_
     gateway = Gateway(config, BatchingClassifier(Classifier(triton_url)), host=host)  # one Triton call per busy moment
     # Order: counting outermost (it sees every final status), errors (every refusal OpenAI-shaped),
     # then the request's config snapshot, header limits and auth before any body is read.
-    app = web.Application(middlewares=[count_requests_middleware, errors_middleware, snapshot_middleware(lambda: gateway._config),
+    app = web.Application(middlewares=[count_requests_middleware, errors_middleware,
+                                       snapshot_middleware(lambda: gateway._config),
                                        headers_middleware(lambda: gateway.config.limits), gateway.auth.middleware()],
                           client_max_size=config.limits.max_body_bytes)
     app[GATEWAY] = gateway

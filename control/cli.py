@@ -6,9 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
-DEFAULT_CONFIG = "config/example.yaml"
+# Paths from the project (where this package is installed from), not the working directory:
+# `semroute route "hi"` works from anywhere.
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = str(PROJECT_ROOT / "config" / "example.yaml")
 DEFAULT_TRITON_GRPC = "localhost:8101"
-DEFAULT_REPOSITORY = "model_repository"
+DEFAULT_REPOSITORY = str(PROJECT_ROOT / "model_repository")
 
 
 def _add_triton_ports(p: argparse.ArgumentParser) -> None:

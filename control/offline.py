@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from pydantic import ValidationError
+from tqdm import tqdm
 
 from control.app import explain, timings
 from control.config import load_config
@@ -64,7 +65,12 @@ async def _classify(triton_url: str, texts: list[str], output: Path) -> int:
     try:
         await _start(classifier)
         batches = [texts[i:i + BATCH] for i in range(0, len(texts), BATCH)]
-        results = await asyncio.gather(*(classifier.classify(b) for b in batches))
+        with tqdm(total=len(texts), desc="classify", unit="text", file=sys.stderr) as progress:
+            async def classify(batch: list[str]):
+                signals = await classifier.classify(batch)
+                progress.update(len(batch))
+                return signals
+            results = await asyncio.gather(*(classify(b) for b in batches))
     finally:
         await classifier.close()
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -117,7 +117,10 @@ def build_spec(config, auth_on: bool) -> dict:
                                "responses": {"200": {"description": "models", "content": {"application/json": _ref("ModelList")}},
                                              **{s: _error(ERRORS[s]) for s in ("401", "429", "431")}}}},
         "/healthz": {"get": _plain("the process is up", "Health")},
-        "/readyz": {"get": _plain("ready, or degraded (routing without the classifier)", "Readiness")},
+        "/readyz": {"get": {"summary": "Kubernetes readiness", "responses": {
+            "200": {"description": "ready: the classifier serves", "content": {"application/json": _ref("Readiness")}},
+            "503": {"description": "degraded: routing without the classifier (take it out of rotation)",
+                    "content": {"application/json": _ref("Readiness")}}}}},
         "/metrics": {"get": {"summary": "Prometheus metrics (key as `metrics.auth` says)",
                              "security": [{"bearer": []}] if metrics_auth else [], "responses": {"200": {
             "description": "text exposition format", "content": {"text/plain": {"schema": {"type": "string"}}}},

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import sys
 import time
 from importlib.metadata import version
 from pathlib import Path
@@ -163,8 +164,17 @@ def _write_if_changed(path: Path, text: str) -> None:
 
 
 def build_repository(weights: Path | None, repo_dir: Path, max_batch_size: int = 64, *,
-                     force: bool = False, intra_op_threads: int = DEFAULT_INTRA_OP_THREADS) -> Path:
-    """Export (unless up to date) and write the model folder; returns `<repo_dir>/router`."""
+                     force: bool = False, intra_op_threads: int = DEFAULT_INTRA_OP_THREADS,
+                     progress: bool = False) -> Path:
+    """Export (unless up to date) and write the model folder; returns `<repo_dir>/router`.
+    progress: a bar on stderr naming the step (the ONNX export + parity check takes a while)."""
+    from tqdm import tqdm
+
+    with tqdm(total=4, desc="export", unit="step", file=sys.stderr, disable=not progress) as steps:
+        return _build_repository(weights, repo_dir, max_batch_size, force, intra_op_threads, steps)
+
+
+def _build_repository(weights, repo_dir, max_batch_size, force, intra_op_threads, steps) -> Path:
     weights = Path(weights or DEFAULT_WEIGHTS)
     if not weights.exists():
         raise FileNotFoundError(f"router weights not found: {weights} (run `semroute train`, or pass --weights)")
@@ -173,6 +183,7 @@ def build_repository(weights: Path | None, repo_dir: Path, max_batch_size: int =
     version_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     stamp = export_stamp(weights)
+    steps.set_postfix_str("ONNX export + parity check")
     if force or recorded_stamp(model_dir) != stamp:
         (model_dir / CONFIG_FILE).unlink(missing_ok=True)  # no valid stamp while the ONNX file changes
         result = _export_onnx_atomically(weights, version_dir / ONNX_FILE)
@@ -180,16 +191,23 @@ def build_repository(weights: Path | None, repo_dir: Path, max_batch_size: int =
               f"(parity check {result['parity_s']} s)")
     else:
         print(f"{version_dir / ONNX_FILE} is up to date with {weights} (stamp {stamp}); not re-exported")
+    steps.update()
+    steps.set_postfix_str("tokenizer + Python backend")
     shutil.copyfile(tokenizer_file(), version_dir / TOKENIZER_FILE)
     if (version_dir / "model.py").resolve() != COMMITTED_MODEL_PY:
         shutil.copyfile(COMMITTED_MODEL_PY, version_dir / "model.py")
+    steps.update()
+    steps.set_postfix_str("config.pbtxt")
     meta = read_weights_meta(weights)
     text = config_text(max_batch_size=max_batch_size, instance_count=DEFAULT_INSTANCE_COUNT, queue_delay_us=DEFAULT_QUEUE_DELAY_US,
                        parameters=model_parameters(intra_op_threads, meta), stamp=stamp)
     parse_config(text)
     _write_if_changed(model_dir / CONFIG_FILE, text)
+    steps.update()
+    steps.set_postfix_str("router_text models")
     from export.variants import add_text_models  # router_text: text in, every signal out (perf_analyzer, non-Python clients)
     add_text_models(model_dir.parent, max_batch_size)
+    steps.update()
     print(f"wrote {model_dir / CONFIG_FILE} (max_batch_size {max_batch_size}), {version_dir / TOKENIZER_FILE} "
           f"and the tokenizer + router_text models in {time.perf_counter() - started:.1f} s")
     return model_dir
@@ -198,5 +216,5 @@ def build_repository(weights: Path | None, repo_dir: Path, max_batch_size: int =
 def run_export(args) -> int:
     """`semroute export`: build the model repository from the base model and trained heads."""
     build_repository(args.weights, Path(args.model_repository), args.max_batch_size,
-                     force=bool(getattr(args, "force", False)))
+                     force=bool(getattr(args, "force", False)), progress=True)
     return 0

@@ -166,7 +166,7 @@ def test_triton_down_degrades_to_default(stubs, tmp_path):
         assert resp.headers["x-semroute-degraded"] == "classifier_unavailable"
         assert resp.json()["choices"][0]["message"]["content"] == "answer from cheap"
         ready = requests.get(f"{dead.url}/readyz", timeout=20)
-        assert ready.status_code == 200 and ready.json()["status"] == "degraded" and ready.json()["classifier"] is False
+        assert ready.status_code == 503 and ready.json()["status"] == "degraded" and ready.json()["classifier"] is False
         # the decision endpoint has nothing to explain without signals: an OpenAI-shaped 503
         assert_openai_error(requests.post(f"{dead.url}/v1/route", json={"text": "hi"}, timeout=20),
                             503, "classifier_unavailable")
