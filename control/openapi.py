@@ -78,7 +78,7 @@ MODELS = (ChatCompletionRequest, RouteRequest, ErrorResponse, ChatCompletion, Mo
 ERRORS = {
     "400": "malformed JSON, a bad field, too many messages or characters, JSON nested too deep",
     "401": "no API key, or not a valid one (auth on)",
-    "403": "the key may not use this backend; the prompt was blocked (jailbreak, PII policy)",
+    "403": "the key may not use this backend; the prompt was blocked (jailbreak_detected, harmful_request, pii_not_allowed)",
     "404": "unknown model",
     "413": "body larger than limits.max_body_bytes",
     "415": "Content-Type is not application/json (UTF-8)",
