@@ -17,7 +17,7 @@ import requests
 from tests.gateway_proc import GatewayProcess
 from tests.stub_upstream import Fault, StubUpstream
 
-STUBS = ("cheap", "strong", "slowpoke", "echo", "odd", "bomb")
+STUBS = ("cheap", "strong", "slowpoke", "echo", "odd", "bomb", "fragile")
 UPSTREAM_KEY = "sk-semroute-test-0123456789abcdef"
 IMAGE = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
 
@@ -48,10 +48,12 @@ def relay_config(stubs: dict) -> dict:
             backend("echo", api_key_env="SEMROUTE_TEST_UPSTREAM_KEY"),
             backend("odd", max_response_bytes=2**20),
             backend("bomb"),  # the default max_response_bytes
+            backend("fragile", price={"input": 9, "output": 9}),
         ],
         "routing": {"default": "cheap", "rules": [
             {"name": "pictures", "when": {"keywords": ["describe"]}, "backends": ["cheap", "strong"]},
             {"name": "odd-cached", "when": {"keywords": ["birthday"]}, "backends": ["odd"], "cache": True},
+            {"name": "fragile-first", "when": {"keywords": ["tortoise"]}, "backends": ["fragile", "strong"]},
         ]},
         "resilience": {"retries": 0, "circuit": {"failures": 5, "cooldown_s": 60}},
     }
@@ -219,6 +221,18 @@ def test_request_no_backend_can_serve_is_400(gateway, stubs, model, messages, ex
                          json={"model": model, "messages": messages, **extra})
     error = assert_error(resp, 400, "no_capable_backend")
     assert "cheap" in error["message"] and len(stubs["cheap"].requests) == sent
+
+
+def test_open_circuit_is_named_in_the_reason(gateway, stubs):
+    stubs["fragile"].fail_status = 500
+    for _ in range(5):  # circuit.failures: 5, retries: 0
+        chat(gateway, "fragile")
+    route = requests.post(f"{gateway.url}/v1/route", timeout=30, json={"text": "Tell me about the tortoise."}).json()
+    assert route["backend"] == "strong" and "fragile dropped: circuit open" in route["reason"], route
+    assert route["saving_against"] == "strong"  # fragile is dearer, but it could not have answered
+    resp = chat(gateway, "auto", "Tell me about the tortoise.")
+    assert resp.status_code == 200 and resp.headers["x-semroute-model"] == "strong"
+    assert resp.headers["x-semroute-fallback-from"] == "fragile"  # the relay still says it skipped it
 
 
 # --- item 9: the cache is per tenant; item 17: the key's backends in the reason --------------------
