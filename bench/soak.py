@@ -66,6 +66,8 @@ async def one_request(session: aiohttp.ClientSession, url: str, prompt: str, mod
         statuses[0] += 1
         return "lost"
     statuses[resp.status] += 1
+    if model == "auto":  # routed without the classifier: what starvation of the classifier looks like
+        statuses[f"auto:{resp.headers.get('x-semroute-degraded', 'classified')}"] += 1
     if resp.status >= 500 and not shaped(data):
         statuses["unshaped_5xx"] += 1
     if resp.status != 200:
