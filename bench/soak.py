@@ -304,7 +304,7 @@ def stop_gateway(gateway: subprocess.Popen) -> str:
         return "SIGKILL (SIGTERM ignored for 15 s)"
 
 
-def wait_up(url: str, proc: subprocess.Popen, timeout_s: float = 60) -> None:
+def wait_up(url: str, proc: subprocess.Popen, timeout_s: float = 180) -> None:  # a loaded machine starts slowly
     import urllib.request
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
