@@ -66,6 +66,8 @@ async def one_request(session: aiohttp.ClientSession, url: str, prompt: str, mod
         statuses[0] += 1
         return "lost"
     statuses[resp.status] += 1
+    if model == "auto":  # routed without the classifier: what starvation of the classifier looks like
+        statuses[f"auto:{resp.headers.get('x-semroute-degraded', 'classified')}"] += 1
     if resp.status >= 500 and not shaped(data):
         statuses["unshaped_5xx"] += 1
     if resp.status != 200:
@@ -302,7 +304,7 @@ def stop_gateway(gateway: subprocess.Popen) -> str:
         return "SIGKILL (SIGTERM ignored for 15 s)"
 
 
-def wait_up(url: str, proc: subprocess.Popen, timeout_s: float = 60) -> None:
+def wait_up(url: str, proc: subprocess.Popen, timeout_s: float = 180) -> None:  # a loaded machine starts slowly
     import urllib.request
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

@@ -8,9 +8,10 @@ character offsets in the original text (control/pii adds the validated pattern s
 language (control/language.py) is detected here too, and says whether the heads can be
 trusted on this prompt.
 
-Fairness: a prompt of more than BULK_ROWS rows is tokenised in a thread and sent in small
-requests, one at a time per classifier (its "bulk lane"), so Triton always has an instance
-free for short prompts; a cancelled caller stops its remaining requests.
+Fairness: a long prompt is tokenised in a thread; read within a budget (the gateway), one of
+more than BULK_ROWS rows is sent in small requests, one at a time per classifier (its "bulk
+lane"), so Triton always has an instance free for short prompts, and a cancelled caller stops
+its remaining requests.
 """
 from __future__ import annotations
 
@@ -205,8 +206,10 @@ class Classifier:
         budgets = budget if isinstance(budget, list) else [budget] * len(texts)
         with TRACER.start_as_current_span("tokenize", attributes={"semroute.texts": len(texts)}):
             encoded = [await self.encode_async(t, b) for t, b in zip(texts, budgets)]
-        shared = [e for e in encoded if len(e.chunks) <= BULK_ROWS]
-        bulk = [e for e in encoded if len(e.chunks) > BULK_ROWS]
+        # The bulk lane is for the gateway's budgeted reads; offline runs (no budget) want throughput.
+        in_lane = [b is not None and len(e.chunks) > BULK_ROWS for e, b in zip(encoded, budgets)]
+        shared = [e for e, lane in zip(encoded, in_lane) if not lane]
+        bulk = [e for e, lane in zip(encoded, in_lane) if lane]
         outs = await asyncio.gather(self._infer_shared([c for e in shared for c in e.chunks]),
                                     *(self._infer_bulk(e.chunks) for e in bulk))
         per_text = dict(zip(map(id, bulk), outs[1:]))
