@@ -425,8 +425,9 @@ def _supervise_workers(workers: list) -> int:
     """Wait until a worker ends; any exit is the gateway's end (1 unless it was a clean stop)."""
     from multiprocessing.connection import wait
 
-    wait([w.sentinel for w in workers])
-    ended = next(w for w in workers if w.exitcode is not None)
+    ready = wait([w.sentinel for w in workers])
+    ended = next(w for w in workers if w.sentinel in ready)
+    ended.join()  # the sentinel closes a moment before the exit code can be read
     if ended.exitcode == 0:
         return 0
     log.error("gateway worker (pid %d) exited with code %s (its error is logged above); stopping the gateway",

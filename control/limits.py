@@ -180,6 +180,9 @@ async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes
     except ConnectionError:  # the client left midway: nobody to answer, nothing went wrong here
         log.info("client disconnected while sending its body (%d bytes received)", size)
         raise ClientGone() from None
+    except asyncio.CancelledError:  # the same departure, seen as the handler's cancellation (handler_cancellation)
+        log.info("client disconnected while sending its body (%d bytes received)", size)
+        raise
     return b"".join(parts)
 
 

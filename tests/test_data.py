@@ -139,8 +139,10 @@ def test_safety_labels_keep_the_two_signals_apart(assembled):
     by = {}
     for e in examples:
         by.setdefault(e.source, []).append(e)
-    for src in ("advbench", "harmbench", "strongreject", "verazuo_forbidden", "coconot_unsafe", "multijail_zh"):
+    for src in ("advbench", "harmbench", "strongreject", "verazuo_forbidden", "multijail_zh"):
         assert by[src] and all(e.harmful == 1.0 and e.jailbreak == -1 for e in by[src]), src
+    # CoCoNot's unsafe requests are plainly asked: harmful, and explicitly not an attack on the model
+    assert by["coconot_unsafe"] and all(e.harmful == 1.0 and e.jailbreak == 0 for e in by["coconot_unsafe"])
     assert all(0.5 < e.harmful < 1 for e in by["hh_redteam"])          # weak label: a soft target
     for src in ("verazuo_jailbreak", "bipia_injected"):
         assert all(e.jailbreak == 1 and e.harmful == -1 for e in by[src]), src

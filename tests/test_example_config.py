@@ -18,8 +18,12 @@ CHEAP = "ollama"
 SMALL_TALK = ["hey, how's it going?", "good afternoon!", "how are you today?", "how's your day been?",
               "thanks so much for your help!", "thank you, that was really helpful", "many thanks!",
               "see you tomorrow", "have a lovely weekend", "good night!", "goodbye for now"]
-SIMPLE_FACTS = ["What is the capital of France?", "How many days are in a week?", "Who wrote Romeo and Juliet?",
-                "What is the boiling point of water?", "How many legs does a spider have?"]
+# Known v2 defect (export/model_card): DC-Router's F1-scored trivia rows taught the strong head that
+# trivia-like questions are hard (trivia_qa averages 0.18 over its nine models), so this one scores
+# strong_prob 0.84 and goes to the strong tier. Strict: it fails loudly once a retrained head fixes it.
+TRIVIA_DEFECT = pytest.mark.xfail(strict=True, reason="v2 strong head: trivia-like questions read as hard")
+SIMPLE_FACTS = [pytest.param("What is the capital of France?", marks=TRIVIA_DEFECT), "How many days are in a week?",
+                "Who wrote Romeo and Juliet?", "What is the boiling point of water?", "How many legs does a spider have?"]
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ a SQL query matches a SQL regex); the assertions are about the policy acting on 
 from __future__ import annotations
 
 import asyncio
-import csv
 import os
 from pathlib import Path
 
@@ -114,18 +113,23 @@ def test_costs_and_saving_are_reported(triton):
     assert decision.saving_usd == pytest.approx((tokens * 10.0 + 100 * 30.0) / 1e6 - decision.costs[0].estimated_cost_usd)
 
 
-def routellm_prompts(n: int) -> list[str]:
-    path = DATA / "train" / "routellm" / "mmlu_train_half.csv"
-    if not path.exists():
-        pytest.skip(f"staged training data not found at {path} (set SEMROUTE_DATA_DIR)")
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    return [r["prompt"] for r in rows[::max(1, len(rows) // n)][:n]]
+def calibration_prompts(n: int) -> list[str]:
+    """n training prompts drawn like the calibration table's traffic-like mix (export/thresholds.py)."""
+    import numpy as np
+
+    from export import thresholds, training_set
+
+    if not (DATA / "train").exists():
+        pytest.skip(f"staged training data not found at {DATA} (set SEMROUTE_DATA_DIR)")
+    examples, _ = training_set.assemble(DATA, verbose=False)
+    train = [e for e in examples if e.split == "train"]
+    picks = thresholds.traffic_mix([e.source for e in train], np.random.default_rng(0))
+    return [train[i].text for i in np.random.default_rng(1).choice(picks, size=n, replace=False)]
 
 
 def test_target_strong_share_is_met_on_training_prompts(triton):
     """target_share 0.3 with the model's calibration table sends about 30% to the strong tier."""
-    prompts = routellm_prompts(120)
+    prompts = calibration_prompts(120)
     cfg = config(strong={"backend": "strong", "target_share": 0.3})
     routed = run(route_all(cfg, triton.grpc_url, [user(p) for p in prompts]))
     share = sum(r.decision.backend == "strong" for r in routed) / len(routed)
