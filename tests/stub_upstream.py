@@ -8,6 +8,8 @@ that stalls or is reset midway or ends without [DONE], an error body echoing our
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import asyncio
 import json
 import time
@@ -203,3 +205,14 @@ def completion(model: str, text: str) -> dict:
         "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9},
     }
+
+
+@contextmanager
+def stub_fleet(names):
+    """One started stub per name, stopped on exit: a test module's upstreams."""
+    servers = {name: StubUpstream(name).start() for name in names}
+    try:
+        yield servers
+    finally:
+        for server in servers.values():
+            server.stop()

@@ -25,7 +25,7 @@ import yaml
 from tests.conftest import free_ports
 from tests.gateway_proc import SEMROUTE, GatewayProcess
 from tests.private_triton import freeze, model_control, router_only, start_private_triton
-from tests.stub_upstream import STREAM_PIECES, Fault, StubUpstream, free_port
+from tests.stub_upstream import STREAM_PIECES, Fault, free_port, stub_fleet
 
 STUBS = ("main", "backup", "flaky", "limited", "slow", "streamy", "breaker")
 # Short enough to keep the module quick, long enough for a busy shared CPU.
@@ -34,10 +34,8 @@ FAST = {"connect_timeout_s": 1.0, "first_byte_timeout_s": 3.0, "idle_timeout_s":
 
 @pytest.fixture(scope="module")
 def stubs():
-    servers = {name: StubUpstream(name).start() for name in STUBS}
-    yield servers
-    for s in servers.values():
-        s.stop()
+    with stub_fleet(STUBS) as servers:
+        yield servers
 
 
 @pytest.fixture(autouse=True)

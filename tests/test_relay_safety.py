@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from tests.gateway_proc import GatewayProcess
-from tests.stub_upstream import Fault, StubUpstream
+from tests.stub_upstream import Fault, stub_fleet
 
 STUBS = ("cheap", "strong", "slowpoke", "echo", "odd", "bomb", "fragile")
 UPSTREAM_KEY = "sk-semroute-test-0123456789abcdef"
@@ -24,10 +24,8 @@ IMAGE = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw
 
 @pytest.fixture(scope="module")
 def stubs():
-    servers = {name: StubUpstream(name).start() for name in STUBS}
-    yield servers
-    for s in servers.values():
-        s.stop()
+    with stub_fleet(STUBS) as servers:
+        yield servers
 
 
 @pytest.fixture(autouse=True)
