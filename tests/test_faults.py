@@ -25,7 +25,7 @@ import yaml
 from tests.conftest import free_ports
 from tests.gateway_proc import SEMROUTE, GatewayProcess
 from tests.private_triton import freeze, model_control, router_only, start_private_triton
-from tests.stub_upstream import STREAM_PIECES, Fault, free_port, stub_fleet
+from tests.stub_upstream import STREAM_PIECES, Fault, StubUpstream, free_port, stub_fleet
 
 STUBS = ("main", "backup", "flaky", "limited", "slow", "streamy", "breaker")
 # Short enough to keep the module quick, long enough for a busy shared CPU.
