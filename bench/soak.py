@@ -158,7 +158,7 @@ async def inject_faults(stubs, triton: TritonServer, gateway: subprocess.Popen, 
 async def soak(args, url: str, stubs, triton, gateway, config_path: Path, make_config) -> dict:
     prompts = load_prompts()
     start = time.monotonic()
-    warmup_end, deadline = start + args.warmup, start + args.warmup + args.seconds
+    deadline = start + args.warmup + args.seconds
     counts, faults, samples, budget, statuses, health = Counter(), [], [], [args.max_requests], Counter(), []
     clients = [client_loop(url, prompts, deadline, budget, counts, seed, statuses) for seed in range(args.clients)]
     await asyncio.sleep(0)

@@ -177,12 +177,11 @@ async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes
     except TimeoutError:
         log.warning("client stalled sending its body (%d bytes in %gs): answering 408 and closing", size, timeout_s)
         raise refuse(408, f"the request body did not arrive within {timeout_s:g}s", "request_timeout") from None
-    except ConnectionError:  # the client left midway: nobody to answer, nothing went wrong here
+    except (ConnectionError, asyncio.CancelledError) as gone:  # the client left midway: nobody to answer
         log.info("client disconnected while sending its body (%d bytes received)", size)
+        if isinstance(gone, asyncio.CancelledError):
+            raise  # seen as the handler's cancellation (handler_cancellation): let it unwind
         raise ClientGone() from None
-    except asyncio.CancelledError:  # the same departure, seen as the handler's cancellation (handler_cancellation)
-        log.info("client disconnected while sending its body (%d bytes received)", size)
-        raise
     return b"".join(parts)
 
 

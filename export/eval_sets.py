@@ -4,7 +4,6 @@ tuned on.
 """
 from __future__ import annotations
 
-import ast
 import json
 from pathlib import Path
 
@@ -97,10 +96,6 @@ def _mt_bench(folder: Path) -> list[dict]:
     return rows
 
 
-def _first(rows, n):
-    return rows[:n]
-
-
 def new_sets(ev: Path) -> dict[str, list[dict]]:
     """Sets added for v2: real benign prompts, harmful requests, injections, other languages,
     MMLU-Pro eval half, task types on real prompts."""
@@ -110,8 +105,8 @@ def new_sets(ev: Path) -> dict[str, list[dict]]:
     mmlu_pro = _csv(ev / "mmlu_pro/mmlu_pro_multimodel.csv")
     arena = _jsonl(ev / "arena_hard/v2.0_question.jsonl")
     return {
-        "sharegpt": benign(r["prompt"] for r in _first(_jsonl(ev / "sharegpt_first_turns/sharegpt_first_turns_en.jsonl"), SHAREGPT_ROWS)),
-        "alpaca_noinput": benign(r["prompt"] for r in _first(_jsonl(ev / "alpaca_noinput/alpaca_noinput.jsonl"), ALPACA_ROWS)),
+        "sharegpt": benign(r["prompt"] for r in _jsonl(ev / "sharegpt_first_turns/sharegpt_first_turns_en.jsonl")[:SHAREGPT_ROWS]),
+        "alpaca_noinput": benign(r["prompt"] for r in _jsonl(ev / "alpaca_noinput/alpaca_noinput.jsonl")[:ALPACA_ROWS]),
         "oktest": benign(r["prompt"] for r in ok),
         "sorry_bench": harmful(r["prompt"] for r in _jsonl(ev / "sorry_bench/sorry_bench_base.jsonl")),
         "do_not_answer": harmful(r["question"] for r in _csv(ev / "do_not_answer/do_not_answer_en.csv")),
@@ -125,7 +120,7 @@ def new_sets(ev: Path) -> dict[str, list[dict]]:
         "mmlu_pro_routing": _mmlu_pro_routing(mmlu_pro),
         "arena_hard_v2_coding": [{"text": r["prompt"]} for r in arena if r["subcategory"] == "coding"],
         "codealpaca": [{"text": r.get("prompt") or r.get("instruction"), "task": "coding"}
-                       for r in _first(_jsonl(ev / "codealpaca/codealpaca.jsonl"), CODEALPACA_ROWS)],
+                       for r in _jsonl(ev / "codealpaca/codealpaca.jsonl")[:CODEALPACA_ROWS]],
         "liveqa_med": [{"text": r.get("prompt") or r.get("question"), "domain": "health"}
                        for r in _jsonl(ev / "liveqa_med/liveqa_med_consumer_questions.jsonl")],
     }

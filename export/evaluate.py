@@ -15,10 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from export import data, labels, metrics
-from export import task_data
+from export import data, labels, metrics, task_data
 from export.eval_sets import NO_PII_SETS, load_sets
-from export.domain_map import domain_of_subject
 from export.model import DEFAULT_WEIGHTS, read_weights_meta
 
 BATCH = 32

@@ -115,7 +115,7 @@ def load_dc_router(fs: Files) -> list[Example]:
     for r in rows:
         scores = [float(r[c]) for c in columns if r[c].strip() != ""]
         task, domain = DC_ROUTER.get(r["task_name"], (None, None))
-        out.append(Example(r["prompt"], f"dc_router", r["prompt"], task=_task(task), domain=_dom(domain),
+        out.append(Example(r["prompt"], "dc_router", r["prompt"], task=_task(task), domain=_dom(domain),
                            strong=1.0 - sum(scores) / len(scores) if scores else -1.0))
     return out
 

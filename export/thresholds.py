@@ -26,13 +26,20 @@ def safety_threshold(benign_scores, max_fpr: float) -> float:
     return round(float(max(0.5, np.quantile(scores, 1 - max_fpr))) if len(scores) else 0.5, 4)
 
 
-def token_types(probs: np.ndarray, thresholds: dict[str, float]) -> np.ndarray:
-    """Per token: 1 + index of the entity type, or 0. The serving decode rule (control/pii):
-    m_t = p(B-t) + p(I-t); the best type counts when m_t reaches its type's threshold."""
+def best_type(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per token: the index of the entity type with the most mass m_t = p(B-t) + p(I-t), and that
+    mass (the serving decode rule, control/pii/decode.py)."""
     mass = probs[:, 1::2] + probs[:, 2::2]
     best = mass.argmax(-1)
+    return best, mass[np.arange(len(best)), best]
+
+
+def token_types(probs: np.ndarray, thresholds: dict[str, float]) -> np.ndarray:
+    """Per token: 1 + index of the entity type, or 0: the best type counts when its mass reaches
+    its type's threshold."""
+    best, top = best_type(probs)
     limit = np.array([thresholds.get(t, 0.5) for t in labels.PII_TYPES])[best]
-    return np.where(mass[np.arange(len(best)), best] >= limit, best + 1, 0)
+    return np.where(top >= limit, best + 1, 0)
 
 
 def _gold_types(tags: np.ndarray) -> np.ndarray:
@@ -45,9 +52,7 @@ def pii_thresholds(gold_tags: list, probs: list[np.ndarray]) -> dict[str, float]
     keep = [np.asarray(g) != -100 for g, _ in pairs]
     gold = np.concatenate([_gold_types(g[k]) for (g, _), k in zip(pairs, keep)])
     prob = np.concatenate([p[k] for (_, p), k in zip(pairs, keep)])
-    mass = prob[:, 1::2] + prob[:, 2::2]
-    best = mass.argmax(-1)
-    top = mass[np.arange(len(best)), best]
+    best, top = best_type(prob)
     out = {}
     for i, name in enumerate(labels.PII_TYPES):
         is_gold = gold == i + 1

@@ -218,7 +218,7 @@ def _train_epoch(model, opt, sched, ds, idx, batch_size, rng, epoch, max_steps=N
 
 @torch.no_grad()
 def predict(model, ds, idx=None, batch_size=128) -> dict[str, list]:
-    """Head outputs (probabilities, PII tag ids) for examples of a Tensorised set."""
+    """Head outputs (probabilities; per-token PII tag probabilities) for examples of a Tensorised set."""
     model.eval()
     idx = np.arange(len(ds.lengths)) if idx is None else np.asarray(idx)
     out = {"domain": [], "task": [], "jailbreak": [], "harmful": [], "strong": [], "pii": []}
