@@ -88,9 +88,10 @@ class Relay:
                     attempts.skipped.append(name)
                     break
                 attempts.tried.append(name)
+                committed: list = []  # (response, healthy) once bytes reached the client
                 try:
                     response, healthy = await self._attempt(request, backend, body_for(backend), headers, attempts,
-                                                            stream, record, settle)
+                                                            stream, record, settle, committed)
                 except (APIError, RateLimited) as failure:
                     breaker.failure(settings.circuit)
                     last = failure
@@ -101,7 +102,8 @@ class Relay:
                     await asyncio.sleep(wait)
                     continue
                 except BaseException:
-                    breaker.release()  # the client went away mid-probe: no verdict on the backend
+                    # the client went away: a stream it received whole counts for the backend, else no verdict
+                    breaker.success() if committed and committed[-1][1] else breaker.release()
                     raise
                 breaker.success() if healthy else breaker.failure(settings.circuit)
                 if name != candidates[0]:
@@ -130,9 +132,10 @@ class Relay:
                        headers={"Retry-After": str(wait), **attempts.headers()})
 
     async def _attempt(self, request: web.Request, backend: Backend, body: dict, headers: dict[str, str],
-                       attempts: Attempts, stream: bool, record: bool, settle: Settle) -> tuple[web.StreamResponse, bool]:
+                       attempts: Attempts, stream: bool, record: bool, settle: Settle,
+                       committed: list) -> tuple[web.StreamResponse, bool]:
         """(response, healthy) — or raises APIError / RateLimited while the client has seen nothing."""
-        started, committed = time.perf_counter(), []
+        started = time.perf_counter()
         try:
             return await self._exchange(request, backend, body, headers, attempts, stream, record, settle, started, committed)
         except (APIError, aiohttp.ClientError):
@@ -186,16 +189,20 @@ class Relay:
             CLIENT_GONE.labels(backend=backend.name).inc()
             settle(backend, usage_of_stream(sent.tail), None, "text/event-stream", sent.events)
             if isinstance(gone, asyncio.CancelledError):
-                raise  # the handler is being cancelled: leaving the upstream context closes that call
+                # the handler is being cancelled (leaving the upstream context closes that call);
+                # a client that hangs up right after [DONE] got the whole answer
+                committed[-1] = (response, sent.tail.rstrip().endswith(b"data: [DONE]"))
+                raise
             committed[-1] = (response, True)  # not the backend's failure
             return committed[-1]
         if error is not None:
             STREAM_ERRORS.labels(backend=backend.name, code=error.code).inc()
             log.warning("stream from %s failed after %d events: %s", backend.name, sent.events, error.message)
-        await finish(response, error)
+        # verdict and bill first: an SDK hangs up right after [DONE], which may cancel the final write
         complete = b"".join(sent.recording) if sent.recording is not None and error is None else None
         settle(backend, usage_of_stream(sent.tail), complete, "text/event-stream", sent.events)
         committed[-1] = (response, error is None)
+        await finish(response, error)
         return committed[-1]
 
 

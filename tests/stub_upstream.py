@@ -35,7 +35,8 @@ class Fault:
     across two writes), "leaky_headers" (an answer with cookies, banners, an org id and the
     Authorization header among its headers), "huge" (a 200 JSON answer of `size` bytes),
     "gzip_bomb" (a gzip body of ~size/1000 bytes that inflates to `size`), "bad_json" (a 200
-    whose JSON is cut short). While a "delay" or a stream's "stall" waits, a gateway that closes the connection is
+    whose JSON is cut short), "linger" (streams: the whole answer with [DONE], then `delay_s` before the
+    connection ends, as a slow backend closes). While a "delay" or a stream's "stall" waits, a gateway that closes the connection is
     seen: the time goes to `disconnects` and the answer is not sent."""
     kind: str
     status: int = 500
@@ -164,6 +165,8 @@ class StubUpstream(ThreadedApp):
             await resp.write(f"data: {json.dumps(chunk_of(body['model'], piece))}\n\n".encode())
             await asyncio.sleep(self.stream_delay_s)
         await resp.write(b"data: [DONE]\n\n")
+        if fault is not None and fault.kind == "linger":
+            await asyncio.sleep(fault.delay_s)
         await resp.write_eof()
         return resp
 

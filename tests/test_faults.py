@@ -11,6 +11,7 @@ prompt routes to (<name>, backup).
 """
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import subprocess
@@ -211,6 +212,40 @@ def test_stream_error_event_is_last_and_no_done(gateway, stubs):
         events = [line for line in resp.iter_lines() if line]
     assert b"[DONE]" not in b"".join(events)
     assert events[-1].startswith(b'data: {"error"') and b"upstream_reset" in events[-1]
+
+
+def read_to_done_and_hang_up(gateway, model: str) -> bytes:
+    """A client that stops reading at [DONE] and closes at once (as SDKs do), on a raw socket."""
+    host, port = gateway.url.removeprefix("http://").split(":")
+    body = json.dumps({"model": model, "stream": True, "messages": [{"role": "user", "content": "hi"}]}).encode()
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        seen = b""
+        while b"[DONE]" not in seen:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            seen += chunk
+    return seen
+
+
+def test_a_stream_received_whole_counts_as_a_success_when_the_client_hangs_up(gateway, stubs):
+    """[DONE] reached the client, which hung up while the backend was still closing: a success,
+    so it breaks a run of failures (circuit failures: 3) instead of leaving no verdict."""
+    def fail_midway():
+        stubs["streamy"].inject(Fault("reset", after=1))
+        with requests.post(f"{gateway.url}/v1/chat/completions", stream=True, timeout=30, json={
+                "model": "streamy", "stream": True, "messages": [{"role": "user", "content": "hi"}]}) as resp:
+            assert resp.status_code == 200 and b"upstream_reset" in b"".join(resp.iter_lines())
+    assert chat(gateway, "streamy").status_code == 200  # a success: no failures carried over from other tests
+    fail_midway()
+    fail_midway()
+    stubs["streamy"].inject(Fault("linger", delay_s=1.0))
+    assert b"[DONE]" in read_to_done_and_hang_up(gateway, "streamy")
+    time.sleep(1.5)  # the backend's close, then the gateway's verdict
+    fail_midway()
+    assert chat(gateway, "streamy").status_code == 200  # circuit still closed (503 backend_unavailable if open)
 
 
 # --- circuit breaker: cooldown after repeated failures, then one probe ----------------------------
