@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from control.routing_config import EmbeddingRoute
+from control.config.routing import EmbeddingRoute
 
 DEFAULT_CACHE_DIR = Path(".cache") / "semroute" / "routes"
 EMBEDDING_MODEL = "all-MiniLM-L6-v2"  # the frozen encoder behind `embedding`: part of the cache key

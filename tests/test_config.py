@@ -76,7 +76,7 @@ def test_regex_re2_cannot_run_is_refused_naming_the_rule(tmp_path, pattern):
 
 def test_config_regex_is_linear_time():
     """The policy's regex match runs on RE2: (a+)+$ on 50,000 "a" + "!" returns (Python's re never does)."""
-    from control.routing_config import When
+    from control.config.when import When
     assert When(regex="(a+)+$").pattern.search("a" * 50_000 + "!") is None
     assert When(regex=r"(?i)\bselect\b.+\bfrom\b").pattern.search("Select x FROM t") is not None
 
