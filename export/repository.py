@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import sys
 import time
@@ -25,6 +26,8 @@ TOKENIZER_FILE = "tokenizer.json"
 CONFIG_FILE = "config.pbtxt"
 STAMP_PREFIX = "# semroute-export-stamp: "
 COMMITTED_MODEL_PY = Path(__file__).resolve().parents[1] / "model_repository" / labels.MODEL_NAME / VERSION / "model.py"
+# The Python backend's committed sources, copied beside the ONNX file (cpu_runtime.py: issue 18).
+COMMITTED_BACKEND_FILES = (COMMITTED_MODEL_PY, COMMITTED_MODEL_PY.with_name("cpu_runtime.py"))
 # Files whose change changes the ONNX graph (config.pbtxt is rewritten on every run anyway).
 EXPORT_CODE = [Path(__file__).parent / name for name in ("onnx_export.py", "model.py", "labels.py")]
 
@@ -42,6 +45,13 @@ DEFAULT_INSTANCE_COUNT = 2
 DEFAULT_INTRA_OP_THREADS = 1
 DEFAULT_INTRA_OP_SPINNING = "0"
 DEFAULT_QUEUE_DELAY_US = 500
+# Which CPU runtime model.py runs (cpu_runtime.py): `auto` picks OpenVINO bf16 where the CPU
+# has bf16 arithmetic, ONNX Runtime fp32 elsewhere. SEMROUTE_CPU_RUNTIME overrides it at export.
+DEFAULT_CPU_RUNTIME = "onnxruntime-fp32"
+
+
+def cpu_runtime_setting() -> str:
+    return os.environ.get("SEMROUTE_CPU_RUNTIME") or DEFAULT_CPU_RUNTIME
 
 
 def output_dims() -> dict[str, list[int]]:
@@ -78,6 +88,7 @@ def model_parameters(intra_op_threads: int = DEFAULT_INTRA_OP_THREADS, meta: dic
         "max_seq_len": str(labels.MAX_SEQ_LEN),
         "intra_op_threads": str(intra_op_threads),
         "intra_op_spinning": DEFAULT_INTRA_OP_SPINNING,
+        "cpu_runtime": cpu_runtime_setting(),
     }
 
 
@@ -137,7 +148,7 @@ def recorded_stamp(model_dir: Path) -> str | None:
 def is_up_to_date(repo_dir: Path, weights: Path | None = None) -> bool:
     weights = Path(weights or DEFAULT_WEIGHTS)
     model_dir = Path(repo_dir) / labels.MODEL_NAME
-    complete = all((model_dir / VERSION / name).exists() for name in (TOKENIZER_FILE, "model.py"))
+    complete = all((model_dir / VERSION / name).exists() for name in (TOKENIZER_FILE, *(f.name for f in COMMITTED_BACKEND_FILES)))
     text_models = all((Path(repo_dir) / name / CONFIG_FILE).exists() for name in ("tokenizer", "router_text"))
     return complete and text_models and weights.exists() and recorded_stamp(model_dir) == export_stamp(weights)
 
@@ -194,8 +205,9 @@ def _build_repository(weights, repo_dir, max_batch_size, force, intra_op_threads
     steps.update()
     steps.set_postfix_str("tokenizer + Python backend")
     shutil.copyfile(tokenizer_file(), version_dir / TOKENIZER_FILE)
-    if (version_dir / "model.py").resolve() != COMMITTED_MODEL_PY:
-        shutil.copyfile(COMMITTED_MODEL_PY, version_dir / "model.py")
+    for committed in COMMITTED_BACKEND_FILES:
+        if (version_dir / committed.name).resolve() != committed:
+            shutil.copyfile(committed, version_dir / committed.name)
     steps.update()
     steps.set_postfix_str("config.pbtxt")
     meta = read_weights_meta(weights)

@@ -1,4 +1,5 @@
-"""Triton Python-backend model `router`: the exported ONNX graph run by ONNX Runtime on CPU.
+"""Triton Python-backend model `router`: the exported ONNX graph run on the CPU by the runtime
+cpu_runtime.py picks at start (config parameter `cpu_runtime`; ONNX Runtime fp32 by default).
 
 Committed source; `semroute export` writes model.onnx (and config.pbtxt one folder up) beside it.
 Triton hands `execute` every request of one dynamic batch. Requests may have different
@@ -9,8 +10,9 @@ import json
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
+
+from cpu_runtime import cpu_flags, load_runner, select_runtime  # beside this file (the stub's sys.path has it)
 
 INPUT_NAMES = ("input_ids", "attention_mask")
 PER_TOKEN_OUTPUT = "pii_logits"
@@ -23,16 +25,11 @@ class TritonPythonModel:
         self.output_names = [output["name"] for output in config["output"]]
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         self.max_seq_len = int(params.get("max_seq_len", 512))
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = int(params.get("intra_op_threads", 2))
-        options.inter_op_num_threads = 1
-        # Spinning idle threads burn the cores the gateway and Triton's own threads need on a
-        # small CPU; "0" makes them sleep (bench/RESULTS.md: Triton tuning).
-        options.add_session_config_entry("session.intra_op.allow_spinning", params.get("intra_op_spinning", "1"))
+        runtime = select_runtime(params.get("cpu_runtime", "onnxruntime-fp32"), cpu_flags())
         onnx_path = Path(__file__).parent / "model.onnx"
-        self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-        pb_utils.Logger.log_info(f"router: {onnx_path} on ONNX Runtime {ort.__version__} CPU, "
-                                 f"{options.intra_op_num_threads} intra-op threads, numpy {np.__version__}")
+        self.run_graph, described = load_runner(runtime, onnx_path, self.output_names, int(params.get("intra_op_threads", 2)),
+                                                params.get("intra_op_spinning", "1"))
+        pb_utils.Logger.log_info(f"router: {onnx_path} on {runtime} ({described}), numpy {np.__version__}")
 
     def execute(self, requests):
         responses = [None] * len(requests)
@@ -83,7 +80,7 @@ class TritonPythonModel:
         width = max(ids.shape[1] for ids, _ in batch)
         ids = np.concatenate([_pad(ids, width) for ids, _ in batch])
         mask = np.concatenate([_pad(mask, width) for _, mask in batch])
-        outputs = dict(zip(self.output_names, self.session.run(self.output_names, {"input_ids": ids, "attention_mask": mask})))
+        outputs = self.run_graph(ids, mask)
         results, start = [], 0
         for request_ids, _ in batch:
             rows, seq_len = request_ids.shape
