@@ -26,6 +26,7 @@ class Scheduling:
     intra_op_threads: int | None = None
     spinning: bool | None = None         # ONNX Runtime intra-op threads spin while idle
     model_py: str | None = None          # another model.py (A/B of the backend code)
+    cpu_runtime: str | None = None       # model.py's CPU runtime (cpu_runtime.py), e.g. openvino-bf16
 
     @classmethod
     def shipped(cls) -> "Scheduling":
@@ -41,7 +42,8 @@ class Scheduling:
                  f"instances={self.instances}" if self.instances else "",
                  f"ort_threads={self.intra_op_threads}" if self.intra_op_threads else "",
                  f"spinning={int(self.spinning)}" if self.spinning is not None else "",
-                 f"model.py={Path(self.model_py).name}" if self.model_py else ""]
+                 f"model.py={Path(self.model_py).name}" if self.model_py else "",
+                 f"cpu_runtime={self.cpu_runtime}" if self.cpu_runtime else ""]
         return " ".join(p for p in parts if p) or "exported defaults"
 
 
@@ -65,6 +67,9 @@ def configure(text: str, s: Scheduling) -> str:
     if s.spinning is not None:
         text = re.sub(r'parameters \{ key: "intra_op_spinning"[^\n]*\n', "", text)
         text += f'parameters {{ key: "intra_op_spinning" value: {{ string_value: "{int(s.spinning)}" }} }}\n'
+    if s.cpu_runtime:
+        text = re.sub(r'parameters \{ key: "cpu_runtime"[^\n]*\n', "", text)
+        text += f'parameters {{ key: "cpu_runtime" value: {{ string_value: "{s.cpu_runtime}" }} }}\n'
     return text
 
 
@@ -78,6 +83,7 @@ def private_repository(dest: Path, scheduling: Scheduling | None = None) -> Path
     for name in ("model.onnx", "tokenizer.json"):
         (model / "1" / name).symlink_to(source / "1" / name)
     shutil.copyfile(scheduling.model_py or source / "1" / "model.py", model / "1" / "model.py")
+    shutil.copyfile(source / "1" / "cpu_runtime.py", model / "1" / "cpu_runtime.py")  # model.py imports it
     (model / "config.pbtxt").write_text(configure((source / "config.pbtxt").read_text(), scheduling))
     return dest
 
