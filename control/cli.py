@@ -77,7 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start-triton", action="store_true", help="serve --weights on a private Triton (free ports) instead of using --triton-url")
     p.add_argument("--limit", type=int, default=None, help="first N rows of every set only (quick check)")
     p.add_argument("--config", type=Path, default=None, help="gateway config whose routing.safety thresholds count as blocks (default: config/example.yaml)")
-    p.add_argument("--compare", type=Path, default=None, help="metrics.json of another model (e.g. v1) shown beside this one in goals.md")
+    p.add_argument("--compare", default=None, help="metrics.json of another model (e.g. v1) shown beside this one in goals.md; "
+                   "or `fp32`: the decision gate of --cpu-runtime against ONNX Runtime fp32, each on its own private Triton")
+    p.add_argument("--cpu-runtime", default=None, help="with --compare fp32: the runtime under test (onnxruntime-fp32, "
+                   "openvino-fp32, openvino-bf16; default: what `auto` picks on this CPU)")
     return parser
 
 

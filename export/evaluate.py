@@ -18,6 +18,7 @@ import numpy as np
 from export import data, labels, metrics, task_data
 from export.eval_sets import NO_PII_SETS, load_sets
 from export.model import DEFAULT_WEIGHTS, read_weights_meta
+from export.runtime_gate import is_runtime_comparison, run_gate
 
 BATCH = 32
 JAILBREAK_THRESHOLD = 0.5   # used when the weights carry no threshold chosen on training data
@@ -194,6 +195,8 @@ def run_eval(args) -> int:
     meta = read_weights_meta(weights) if weights.exists() else {}
     sets = load_sets(root, getattr(args, "limit", None))
     texts = [r["text"] for rows in sets.values() for r in rows]
+    if is_runtime_comparison(getattr(args, "compare", None)):  # `--compare fp32`: the CPU runtime's decision gate
+        return run_gate(args, sets, texts, meta, weights, root)
     started = time.time()
     with _triton(args, weights) as url:
         sig = asyncio.run(classify_all(texts, url))
