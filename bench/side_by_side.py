@@ -22,13 +22,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from bench.classify_load import ROUTES, route_match_load, triton_classify_load
 from bench.common import REPO, RESULTS_DIR, bench_python, machine, real_prompts, versions, write_json
 from bench.gateway_load import measure
 from bench.servers import Gateway, LiteLLM, Stub
-from bench.triton_repo import start_torch_variant, start_triton
+from bench.triton_repo import Scheduling, start_torch_variant, start_triton
 
 GOALS = {"P1": (">=", 4.0), "P2": ("<=", 0.5), "P3": (">=", 1.0), "P4": (">=", 5.0)}
 
@@ -87,7 +88,9 @@ def p2_p3(triton, prompts: list[str], logs: Path, a) -> tuple[dict, dict]:
                         "semroute routed (auto)": (gateway.url, "auto", ours),
                         "litellm passthrough": (litellm.url, "cheap", theirs)}, prompts, 64, a.total, a.seconds)
         p3 = {"concurrency": 64, "rows": load, **ratio("P3", load[1]["rps"] / max(load[2]["rps"], 1e-9)),
-              "per_cpu_ratio": per_cpu(load[1], load[2])}
+              "per_cpu_ratio": per_cpu(load[1], load[2]),
+              # issue 18's first goal: CPU per routed request (gateway + Triton), at least halved from ~20 ms
+              "cpu_ms_per_routed_request": round(1000 / load[1]["per_cpu_s"], 2) if load[1]["per_cpu_s"] else None}
         return p2, p3
     finally:
         for server in (litellm, gateway, stub):
@@ -132,14 +135,18 @@ def main() -> None:
     parser.add_argument("--server", choices=["ort", "torch-bf16"], default="ort",
                         help="the model server: the shipped one (Python backend, ONNX Runtime fp32), or the torch "
                              "variant of bench/gpu/model.py on the CPU in bf16 (AMX; not shipped: outputs differ ~5e-3)")
+    parser.add_argument("--cpu-runtime", default=None,
+                        help="with --server ort: the Python backend's CPU runtime (cpu_runtime.py: onnxruntime-fp32, "
+                             "openvino-fp32, openvino-bf16 or auto; default: the exported setting)")
     a = parser.parse_args()
     logs = Path(tempfile.mkdtemp(prefix="semroute-side-by-side-"))
     report = {"command": " ".join(["python -m bench.side_by_side", *sys.argv[1:]]), "machine_before": machine(),
-              "versions": {"semroute": versions("onnxruntime", "tritonclient", "nvidia-pytriton", "aiohttp", "torch",
+              "versions": {"semroute": versions("onnxruntime", "openvino", "tritonclient", "nvidia-pytriton", "aiohttp", "torch",
                                                 "transformers", "tokenizers"), "peers": peer_versions()},
               "settings": vars(a)}
     prompts = real_prompts()
-    triton = (start_triton(RESULTS_DIR / "triton-side-by-side") if a.server == "ort"
+    scheduling = replace(Scheduling.shipped(), cpu_runtime=a.cpu_runtime)
+    triton = (start_triton(RESULTS_DIR / "triton-side-by-side", scheduling) if a.server == "ort"
               else start_torch_variant(RESULTS_DIR / "triton-side-by-side-torch"))
     started = time.time()
     try:
@@ -156,12 +163,14 @@ def main() -> None:
         triton.stop()
     report["machine_after"] = machine()
     report["seconds"] = round(time.time() - started, 1)
-    path = write_json("side_by_side.json" if a.server == "ort" else f"side_by_side-{a.server}.json", report)
+    label = a.server if a.server != "ort" or not a.cpu_runtime else a.cpu_runtime
+    path = write_json("side_by_side.json" if label == "ort" else f"side_by_side-{label}.json", report)
     print(f"\nratios (load {report['machine_before']['loadavg']} → {report['machine_after']['loadavg']}):")
     for name in a.only:
         r = report[name]
         cpu = f"  (per CPU second: {r['per_cpu_ratio']:.2f}×)" if "per_cpu_ratio" in r else ""
-        print(f"  {name}: {r['ratio']:6.2f}×  goal {r['goal']:<7} {'met' if r['met'] else 'NOT met'}{cpu}")
+        cost = f"  CPU per routed request {r['cpu_ms_per_routed_request']} ms" if r.get("cpu_ms_per_routed_request") else ""
+        print(f"  {name}: {r['ratio']:6.2f}×  goal {r['goal']:<7} {'met' if r['met'] else 'NOT met'}{cpu}{cost}")
     print(f"wrote {path}; server logs in {logs}")
 
 
