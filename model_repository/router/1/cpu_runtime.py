@@ -10,6 +10,10 @@ name, tensors and batching in model.py do not change with it.
 - `openvino-bf16`:    OpenVINO with INFERENCE_PRECISION_HINT=bf16: about half the CPU per token
                       where the CPU has bf16 arithmetic (AVX512-BF16 or AMX; issue 18). Elsewhere
                       OpenVINO silently runs fp32, so `auto` never asks for it there.
+- `onnxruntime-bf16-emulated`: not a fast path: fp32 arithmetic with every MatMul/Gemm input and
+                      output rounded to bf16 (ONNX Casts), so the decision gate (`semroute eval
+                      --compare fp32`) can measure bf16's effect on a CPU without bf16. Slower than
+                      fp32; needs the `onnx` package; never picked by `auto`.
 - `auto`:             openvino-bf16 where /proc/cpuinfo lists a bf16 flag, else onnxruntime-fp32.
 
 This module must not import the project (the Triton stub's sys.path is the venv's, not a
@@ -19,7 +23,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-RUNTIMES = ("onnxruntime-fp32", "openvino-fp32", "openvino-bf16")
+RUNTIMES = ("onnxruntime-fp32", "openvino-fp32", "openvino-bf16", "onnxruntime-bf16-emulated")
 AUTO = "auto"
 # Either gives the CPU native bf16 dot products (oneDNN's bf16 kernels need one of them).
 BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
@@ -49,7 +53,59 @@ def load_runner(runtime: str, onnx_path: Path, output_names: list[str], threads:
     """(run, description) for `runtime`: run(ids, mask) -> {name: array} over `output_names`."""
     if runtime == "onnxruntime-fp32":
         return _onnxruntime_runner(onnx_path, output_names, threads, spinning)
+    if runtime == "onnxruntime-bf16-emulated":
+        run, described = _onnxruntime_runner(bf16_rounded_graph(onnx_path), output_names, threads, spinning)
+        return run, described.replace("fp32", "fp32 with MatMul/Gemm inputs and outputs rounded to bf16 (emulation)")
     return _openvino_runner(onnx_path, output_names, threads, precision=OPENVINO_PRECISION[runtime])
+
+
+def bf16_rounded_graph(onnx_path) -> bytes:
+    """The graph with bf16 rounding where a bf16 CPU path rounds (oneDNN: bf16 operands, fp32
+    accumulation, bf16 results): weights rounded in place, a Cast pair (fp32 → bf16 → fp32) on
+    every other MatMul/Gemm operand and on each result; Gemm biases stay fp32."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(str(onnx_path))
+    graph = model.graph
+    weights = {w.name: w for w in graph.initializer}
+    constants = {out for node in graph.node if node.op_type == "Constant" for out in node.output}
+    nodes = []
+
+    def round_trip(name: str, tag: str) -> tuple[str, list]:
+        if name in weights:
+            array = numpy_helper.to_array(weights[name])
+            if array.dtype == np.float32:
+                bits = array.view(np.uint32)
+                rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000).astype(np.uint32)  # round to nearest even
+                weights[name].CopyFrom(numpy_helper.from_array(rounded.view(np.float32), name))
+            return name, []
+        if name in constants:
+            return name, []
+        return f"{name}/{tag}/f32", [helper.make_node("Cast", [name], [f"{name}/{tag}/bf16"], to=TensorProto.BFLOAT16),
+                                     helper.make_node("Cast", [f"{name}/{tag}/bf16"], [f"{name}/{tag}/f32"], to=TensorProto.FLOAT)]
+
+    for index, node in enumerate(graph.node):
+        if node.op_type not in ("MatMul", "Gemm"):
+            nodes.append(node)
+            continue
+        operands = []
+        for position, name in enumerate(node.input):
+            rounded, casts = (name, []) if node.op_type == "Gemm" and position == 2 else round_trip(name, f"in{index}")
+            nodes += casts
+            operands.append(rounded)
+        del node.input[:]
+        node.input.extend(operands)
+        result = node.output[0]
+        node.output[0] = f"{result}/raw"
+        nodes.append(node)
+        _, casts = round_trip(f"{result}/raw", "out")
+        casts[-1].output[0] = result
+        nodes += casts
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return model.SerializeToString()
 
 
 def _onnxruntime_runner(onnx_path, output_names, threads, spinning):
@@ -61,7 +117,8 @@ def _onnxruntime_runner(onnx_path, output_names, threads, spinning):
     # Spinning idle threads burn the cores the gateway and Triton's own threads need on a
     # small CPU; "0" makes them sleep (bench/RESULTS.md: Triton tuning).
     options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
-    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    model = onnx_path if isinstance(onnx_path, bytes) else str(onnx_path)
+    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
     def run(ids, mask):
         return dict(zip(output_names, session.run(output_names, {"input_ids": ids, "attention_mask": mask})))
