@@ -100,4 +100,6 @@ fi
 curl -s 127.0.0.1:$METRICS/metrics | grep -E "^nv_inference_(request_success|count|exec_count)" | tee "$OUT/triton_metrics.txt"
 [ "$DEVICE" = gpu ] && nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv
 grep -iE "error|traceback" "$OUT/triton.log" | head -5
-elapsed "done; results in $OUT"
+# The one results file (issue 18): every step's numbers and each goal met / not met / not measured.
+"$PY" bench/gpu/summarize.py "$OUT" --device "$DEVICE" --rows "$ROWS"
+elapsed "done; results in $OUT/results.json"
