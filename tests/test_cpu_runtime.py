@@ -103,3 +103,11 @@ def test_bf16_emulation_rounds_like_bf16(model_repository, session, tokenizer): 
     assert changes["pii_logits"] > 1e-3 and changes["embedding"] > 1e-5, changes
     assert changes["pii_logits"] < TOLERANCE["bf16"]["pii_logits"], changes
     assert max(v for k, v in changes.items() if k != "pii_logits") < TOLERANCE["bf16"]["probs"], changes
+
+
+def test_the_export_writes_the_runtime_and_the_environment_overrides_it(monkeypatch):
+    from export.repository import DEFAULT_CPU_RUNTIME, config_text, model_parameters
+
+    assert model_parameters()["cpu_runtime"] == DEFAULT_CPU_RUNTIME
+    monkeypatch.setenv("SEMROUTE_CPU_RUNTIME", "auto")
+    assert parse_config(config_text()).parameters["cpu_runtime"].string_value == "auto"
