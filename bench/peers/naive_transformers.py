@@ -18,7 +18,7 @@ from transformers import AutoTokenizer
 from bench.common import closed_loop, real_prompts
 from export.base_model import base_model_dir
 from export.labels import MAX_SEQ_LEN
-from export.model import DEFAULT_WEIGHTS, load_router_model
+from export.model import DEFAULT_WEIGHTS, OUTPUT_NAMES, load_router_model
 
 
 def load():
@@ -28,9 +28,12 @@ def load():
     @torch.inference_mode()
     def classify(text: str) -> dict:
         enc = tokenizer(text, truncation=True, max_length=MAX_SEQ_LEN, return_tensors="pt")
-        embedding, domain, task, jailbreak, strong, pii = model(enc["input_ids"], enc["attention_mask"])
-        return {"domain": domain[0].tolist(), "task": task[0].tolist(), "jailbreak": float(jailbreak[0, 0]),
-                "strong": float(strong[0, 0]), "pii": pii[0].argmax(-1).tolist(), "embedding": embedding[0].tolist()}
+        # The model's outputs in OUTPUT_NAMES order (v2 added harmful_prob after pii_logits).
+        out = dict(zip(OUTPUT_NAMES, model(enc["input_ids"], enc["attention_mask"])))
+        return {"domain": out["domain_probs"][0].tolist(), "task": out["task_probs"][0].tolist(),
+                "jailbreak": float(out["jailbreak_prob"][0, 0]), "strong": float(out["strong_prob"][0, 0]),
+                "harmful": float(out["harmful_prob"][0, 0]), "pii": out["pii_logits"][0].argmax(-1).tolist(),
+                "embedding": out["embedding"][0].tolist()}
 
     return classify
 
