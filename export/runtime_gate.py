@@ -78,10 +78,10 @@ def runtime_repository(model_dir: Path, folder: Path, runtime: str) -> Path:
     return folder
 
 
-def classify_on(runtime: str, model_dir: Path, texts: list[str], work: Path) -> tuple[dict, str]:
-    """Every text's signals from a private Triton whose router runs on `runtime`, and what it ran as."""
+def classify_on(runtime: str, model_dir: Path, texts: list[str], work: Path, classify_all) -> tuple[dict, str]:
+    """Every text's signals from a private Triton whose router runs on `runtime`, and what it ran
+    as; `classify_all(texts, url)` is the evaluation's (export.evaluate), passed in: no import back."""
     from control.tritonserver import TritonServer
-    from export.evaluate import classify_all
 
     repo = runtime_repository(model_dir, work / runtime, runtime)
     log = work / f"{runtime}.log"
@@ -197,57 +197,3 @@ def write_gate(report: dict, out_dir: Path) -> Path:
     path = out_dir / "runtime_gate.json"
     path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     return path
-
-
-def _meta(runtime: str, meta: dict, weights: Path, started: float, texts: list[str], args, data_root: Path) -> dict:
-    """metrics.json's meta fields, as `semroute eval` writes them, and the runtime."""
-    import time
-
-    from export import data
-
-    return {"cpu_runtime": runtime, "triton_url": f"a private Triton, cpu_runtime {runtime}", "weights": str(weights),
-            "weights_version": meta.get("version"), "weights_sha256": data.sha256_file(weights) if weights.exists() else None,
-            "classify_seconds": round(time.time() - started, 1), "texts": len(set(texts)),
-            "limit": getattr(args, "limit", None), "data_dir": str(data_root)}
-
-
-def run_gate(args, sets: dict, texts: list[str], meta: dict, weights: Path, data_root: Path) -> int:
-    """Both paths through their own private Triton, one after the other; prints and writes the gate."""
-    import sys
-    import tempfile
-    import time
-    from collections import Counter
-
-    from export.evaluate import compute
-    from export.repository import build_repository
-    from export.report import write_outputs
-
-    runtime = runtime_under_test(getattr(args, "cpu_runtime", None))
-    config_path = Path(getattr(args, "config", None) or Path(__file__).resolve().parents[1] / "config" / "example.yaml")
-    model_dir = build_repository(weights, Path(".cache/eval_repository"))
-    out_dir = Path(getattr(args, "output_dir", None) or "export/model_card")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="semroute-gate-"))  # the Triton repositories of this run only
-    classified = list(dict.fromkeys(texts + route_utterances(config_path)))
-    results, decided, served = {}, {}, {}
-    for name in dict.fromkeys((runtime, FP32)):  # once when the runtime under test is fp32 itself
-        started = time.time()
-        sig, served[name] = classify_on(name, model_dir, classified, work)
-        results[name] = compute(sets, sig, meta, config_path)
-        results[name]["meta"] = _meta(name, meta, weights, started, texts, args, data_root)
-        decided[name] = decisions(sig, texts, config_path, meta.get("calibration"), work / f"{name}-routes")
-    report = gate(results[runtime], results[FP32], decided[runtime], decided[FP32], runtime)
-    report["config"] = str(config_path)
-    report["served_as"] = served  # bf16 asked of a CPU without bf16 runs f32: the log says which
-    report["fp32_outcomes"] = dict(Counter(decided[FP32].values()).most_common())
-    report["same_runtime"] = runtime == FP32
-    for log in work.glob("*.log"):
-        shutil.copyfile(log, out_dir / f"triton-{log.name}")
-    shutil.rmtree(work, ignore_errors=True)
-    write_outputs(results[runtime], meta, out_dir, None)
-    write_outputs(results[FP32], meta, out_dir / "fp32", None)
-    print_gate(report)
-    if report["same_runtime"]:
-        print(f"(this CPU's runtime is {FP32} itself: pass --cpu-runtime to compare another)")
-    print(f"wrote {write_gate(report, out_dir)}, {out_dir}/metrics.json and {out_dir}/fp32/metrics.json", file=sys.stderr)
-    return 0
