@@ -13,6 +13,7 @@ from control.config import Config
 from control.decision import Blocked, Decision, PolicyContext, RequestFeatures, decide, passthrough
 from control.decision.selector import check_selectors
 from control.protocol import AUTO_MODEL, APIError, ChatCompletionRequest
+from control.categories import CustomCategories
 from control.routes import EmbeddingRoutes
 from control.sessions import SessionStore, session_draw
 from control.reading import ReadBudget
@@ -35,6 +36,7 @@ class Router:
         self.config = config
         self.classifier = classifier
         self.routes = EmbeddingRoutes(config.routes)
+        self.categories = CustomCategories(config.categories)
         self.sessions = SessionStore(config.routing.sessions.max_sessions)
         self._started = False
 
@@ -48,6 +50,7 @@ class Router:
             raise ValueError("routing.strong.target_share needs a model with a strong_prob calibration table; "
                              "use routing.strong.threshold or re-export the model")
         await self.routes.prepare(self.classifier)
+        await self.categories.prepare(self.classifier)
         self._started = True
 
     async def classify(self, text: str) -> tuple[Signals, float]:
@@ -59,7 +62,8 @@ class Router:
         except (InferenceServerException, ConnectionError, OSError) as exc:
             raise APIError(503, f"the classifier (Triton at {self.classifier.triton_url}) is unavailable: {exc}",
                            type="service_unavailable", code="classifier_unavailable") from None
-        signals = replace(signals, routes=self.routes.match(signals.embedding))
+        signals = replace(signals, routes=self.routes.match(signals.embedding),
+                          categories=self.categories.predict(signals.embedding))
         elapsed = time.perf_counter() - start
         metrics.CLASSIFY_SECONDS.observe(elapsed)
         return signals, round(elapsed * 1000, 3)

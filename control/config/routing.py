@@ -112,6 +112,13 @@ class EmbeddingRoute(Strict):
     threshold: float = Field(0.7, gt=0, le=1, description="cosine similarity to the nearest utterance")
 
 
+class CustomCategory(Strict):
+    """A category of your own, defined by examples: rules use it as `when: {category: [name]}`."""
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
+    examples: list[str] = Field(min_length=3, description="prompts of this category (a dozen or more work best)")
+    description: str | None = None
+
+
 class CacheConfig(Strict):
     enabled: bool = False
     similarity: float = Field(0.95, gt=0, le=1, description="cosine similarity for a semantic hit (exact match first)")
