@@ -23,14 +23,13 @@ from control.candidates import narrow, reroute
 from control.degrade import ClassifierGuard, degraded_headers
 from control.limits import PARSER_LIMITS, answer_and_close, check_messages, headers_middleware, read_json
 from control.openapi import openapi_handler
-from control.policy import apply_reasoning
 from control.protocol import AUTO_MODEL, APIError, ChatCompletionRequest, RouteRequest, validation_error
 from control.relay import Relay, Settle
 from control.reload import ConfigReloader, current, install_config, snapshot_middleware
 from control.router import Routed, Router
 from control.signals import Classifier, timed_ms
 from control.telemetry import TRACER
-from control.upstream import Upstream
+from control.upstream import Upstream, body_for
 
 log = logging.getLogger("semroute.gateway")
 CLIENT_CLOSED = "499"  # nginx's status for a client that left before the answer
@@ -75,20 +74,17 @@ class Gateway:
         trace.get_current_span().set_attributes(decision_attributes(routed))
         headers = {**route_headers(routed, request), **degraded_headers(routed)}
         backend = self.config.backend(candidates[0])
-        original = dict(body)  # fallback candidates get their own model and reasoning switch
-        body["model"] = backend.model
-        apply_reasoning(body, backend.reasoning_family, decision.reasoning)
+        upstream_body = body_for(backend, body, decision.reasoning)  # the first candidate's: the cache key
         outcome = request["outcome"] = {"backend": backend.name, "category": headers["x-semroute-category"],
                                         "task": headers["x-semroute-task"], "rule": decision.rule}
         upstream_start = time.perf_counter()
         try:
-            response = self._cached(request, routed, body, headers)
+            response = self._cached(request, routed, upstream_body, headers)
             if response is None:
-                def body_for(b: Backend) -> dict:
-                    return apply_reasoning({**original, "model": b.model}, b.reasoning_family, decision.reasoning)
                 record = decision.cache and routed.signals is not None
-                response = await self.relay.send(request, self.config, candidates, body_for, headers, chat.stream,
-                                                 record, self._settler(request, routed, body, prompt_tokens))
+                response = await self.relay.send(request, self.config, candidates,
+                                                 lambda b: body_for(b, body, decision.reasoning), headers, chat.stream,
+                                                 record, self._settler(request, routed, upstream_body, prompt_tokens))
         except APIError as err:
             access_log(request, chat, outcome, err.status, start)
             raise

@@ -1,5 +1,8 @@
 """Upstream: the only module that talks to LLM backends. One pooled aiohttp session.
 
+What a backend is sent is built here too (`body_for`): the client's body with the backend's
+own model id and reasoning switch, the same for the first candidate and for any failover.
+
 A backend's own 4xx answers reach the client unchanged (they are already OpenAI-shaped);
 transport failures and 5xx become 502, timeouts 504, all in OpenAI's error shape.
 Answers are read with a bound (`max_response_bytes`, counted after decompression, which
@@ -135,3 +138,24 @@ def too_large(backend: Backend) -> APIError:
     return APIError(502, f"backend '{backend.name}' answered more than {backend.max_response_bytes} bytes "
                          "(max_response_bytes); the answer was cut", type="upstream_error",
                     code="upstream_response_too_large")
+
+
+def body_for(backend: Backend, body: dict, reasoning: bool | str | None) -> dict:
+    """The body `backend` is sent for the client's `body` (left as it is: every candidate
+    starts from it): the backend's model id and the decision's reasoning setting."""
+    return apply_reasoning({**body, "model": backend.model}, backend.reasoning_family, reasoning)
+
+
+def apply_reasoning(body: dict, family: str | None, setting: bool | str | None) -> dict:
+    """Set the backend's reasoning switch in the upstream body (no-op when either is unset):
+    each family has its own wire field for it."""
+    if family is None or setting is None:
+        return body
+    on = setting is not False
+    if family == "qwen3":
+        body["chat_template_kwargs"] = {**body.get("chat_template_kwargs", {}), "enable_thinking": on}
+    elif family == "deepseek":
+        body["thinking"] = {"type": "enabled" if on else "disabled"}
+    elif family == "openai":
+        body["reasoning_effort"] = setting if isinstance(setting, str) else ("medium" if on else "minimal")
+    return body
