@@ -15,7 +15,7 @@ from opentelemetry import trace
 from pydantic import ValidationError
 
 from control import capabilities, metrics, redact, scrub, telemetry
-from control.auth import Authenticator, estimate_tokens
+from control.auth import Authenticator, estimate_tokens, lease_of
 from control.batching import BatchingClassifier
 from control.config import Backend, Config, ConfigError, load_config
 from control.cache import CachedResponse, InMemoryCache, ResponseCache, cache_key
@@ -63,7 +63,7 @@ class Gateway:
         body = await read_json(request, self.config.limits)
         chat = parse_model(ChatCompletionRequest, body)
         prompt_tokens = estimate_tokens(check_messages([m.text() for m in chat.messages], self.config.limits))
-        self.auth.admit_tokens(request, prompt_tokens)
+        lease_of(request).reserve(prompt_tokens)
         session_id = request.headers.get("x-session-id")
         with TRACER.start_as_current_span("route") as span:
             routed, candidates = self._narrowed(request, await self.guard.route(self.router, chat, session_id, self.config),
@@ -113,12 +113,12 @@ class Gateway:
             why = "; ".join(f"{n}: {capabilities.why_not(config.backend(n).capabilities, needs)}" for n in decision.candidates)
             raise APIError(400, f"no backend can serve this request ({why})", code="no_capable_backend",
                            param="messages")
-        key = request.get("api_key")
-        allowed = capable if key is None else narrow(
-            capable, config, lambda b: None if key.allows(b.name) else f"key '{key.name}' may not use it")
+        lease = lease_of(request)
+        allowed = capable if lease.key is None else narrow(
+            capable, config, lambda b: None if lease.allows(b.name) else f"key '{lease.tenant}' may not use it")
         if allowed is None:  # a 403 for a named backend, else the first backend the key may use
-            fallback = self.auth.restrict(request, capable.candidates, capable.rule == "passthrough")
-            allowed = reroute(capable, config, fallback, f"key '{key.name}' may use none of them: {fallback[0]} instead")
+            fallback = lease.restrict(capable.candidates, capable.rule == "passthrough")
+            allowed = reroute(capable, config, fallback, f"key '{lease.tenant}' may use none of them: {fallback[0]} instead")
         circuit = config.resilience.circuit
         healthy = narrow(allowed, config, lambda b: "circuit open after repeated failures"
                          if self.relay.breakers[b.name].state(circuit) == "open" else None)
@@ -129,7 +129,7 @@ class Gateway:
         if not routed.decision.cache or routed.signals is None:
             return None
         with TRACER.start_as_current_span("cache.lookup") as span:
-            found = self.cache.lookup(cache_key(body, routed.decision.backend, self.config.cache, tenant(request)),
+            found = self.cache.lookup(cache_key(body, routed.decision.backend, self.config.cache, lease_of(request).tenant),
                                       routed.signals.embedding)
             span.set_attribute("semroute.cache.hit", found is not None)
         metrics.CACHE.labels(result=found[1] if found else "miss").inc()
@@ -140,14 +140,14 @@ class Gateway:
 
     def _store(self, request: web.Request, routed: Routed, body: dict, data: bytes, content_type: str) -> None:
         if routed.decision.cache and routed.signals is not None:
-            key = cache_key(body, routed.decision.backend, self.config.cache, tenant(request))
+            key = cache_key(body, routed.decision.backend, self.config.cache, lease_of(request).tenant)
             self.cache.store(key, routed.signals.embedding, CachedResponse(data, content_type, routed.decision.backend))
 
     def _settler(self, request: web.Request, routed: Routed, body: dict, prompt_tokens: int) -> Settle:
         """What happens once an answer is through: usage metrics, the key's tokens, the cache."""
         def settle(backend: Backend, usage: dict | None, complete: bytes | None, content_type: str, events: int) -> None:
             self.account(backend, usage, routed.decision.saving_against)
-            self.auth.charge(request, int(usage.get("total_tokens") or 0) if usage else prompt_tokens + events)
+            lease_of(request).charge(int(usage.get("total_tokens") or 0) if usage else prompt_tokens + events)
             if complete is not None and backend.name == routed.decision.backend:  # complete answers only
                 self._store(request, routed, body, complete, content_type)
         return settle
@@ -189,7 +189,7 @@ class Gateway:
         created = int(time.time())
         data = [{"id": AUTO_MODEL, "object": "model", "created": created, "owned_by": "semroute"}]
         data += [{"id": b.name, "object": "model", "created": created, "owned_by": "semroute", "upstream_model": b.model}
-                 for b in self.config.backends if self.auth.allowed(request, b.name)]
+                 for b in self.config.backends if lease_of(request).allows(b.name)]
         return web.json_response({"object": "list", "data": data})
 
     async def healthz(self, request: web.Request) -> web.Response:
@@ -264,12 +264,6 @@ def explain(routed: Routed) -> dict:
 
 def timings(routed: Routed) -> dict:
     return {"classify": routed.classify_ms, "decide": routed.decide_ms}
-
-
-def tenant(request: web.Request) -> str:
-    """Whose request this is, for cache scoping: the key's name ("" when auth is off)."""
-    key = request.get("api_key")
-    return key.name if key is not None else ""
 
 
 def parse_model(model, body: dict):
