@@ -24,7 +24,7 @@ from control.degrade import ClassifierGuard, degraded_headers
 from control.limits import PARSER_LIMITS, answer_and_close, check_messages, headers_middleware, read_json
 from control.openapi import openapi_handler
 from control.protocol import AUTO_MODEL, APIError, ChatCompletionRequest, RouteRequest, validation_error
-from control.relay import Relay, Settle
+from control.relay import Relay, RelayOutcome, RelayPlan
 from control.reload import ConfigReloader, current, install_config, snapshot_middleware
 from control.router import Routed, Router
 from control.signals import Classifier, timed_ms
@@ -81,10 +81,9 @@ class Gateway:
         try:
             response = self._cached(request, routed, upstream_body, headers)
             if response is None:
-                record = decision.cache and routed.signals is not None
-                response = await self.relay.send(request, self.config, candidates,
-                                                 lambda b: body_for(b, body, decision.reasoning), headers, chat.stream,
-                                                 record, self._settler(request, routed, upstream_body, prompt_tokens))
+                plan = RelayPlan(candidates, body, decision.reasoning, headers, request["request_id"], chat.stream,
+                                 record=decision.cache and routed.signals is not None)
+                response = await self._relay(request, plan, routed, upstream_body, prompt_tokens)
         except APIError as err:
             access_log(request, chat, outcome, err.status, start)
             raise
@@ -143,14 +142,26 @@ class Gateway:
             key = cache_key(body, routed.decision.backend, self.config.cache, lease_of(request).tenant)
             self.cache.store(key, routed.signals.embedding, CachedResponse(data, content_type, routed.decision.backend))
 
-    def _settler(self, request: web.Request, routed: Routed, body: dict, prompt_tokens: int) -> Settle:
-        """What happens once an answer is through: usage metrics, the key's tokens, the cache."""
-        def settle(backend: Backend, usage: dict | None, complete: bytes | None, content_type: str, events: int) -> None:
-            self.account(backend, usage, routed.decision.saving_against)
-            lease_of(request).charge(int(usage.get("total_tokens") or 0) if usage else prompt_tokens + events)
-            if complete is not None and backend.name == routed.decision.backend:  # complete answers only
-                self._store(request, routed, body, complete, content_type)
-        return settle
+    async def _relay(self, request: web.Request, plan: RelayPlan, routed: Routed, body: dict,
+                     prompt_tokens: int) -> web.StreamResponse:
+        outcome = RelayOutcome()
+        try:
+            await self.relay.send(request, self.config, plan, outcome)
+        finally:  # also when the client left mid-stream: it is billed for what was produced
+            self._settle(request, routed, body, prompt_tokens, outcome)
+        await outcome.finish()  # after settling: an SDK hangs up right after [DONE]
+        return outcome.response
+
+    def _settle(self, request: web.Request, routed: Routed, body: dict, prompt_tokens: int,
+                outcome: RelayOutcome) -> None:
+        """Once an answer went out: usage metrics, the key's tokens, the cache."""
+        backend, usage = outcome.backend, outcome.usage
+        if backend is None:
+            return
+        self.account(backend, usage, routed.decision.saving_against)
+        lease_of(request).charge(int(usage.get("total_tokens") or 0) if usage else prompt_tokens + outcome.events)
+        if outcome.recorded is not None and backend.name == routed.decision.backend:  # complete answers only
+            self._store(request, routed, body, outcome.recorded, outcome.content_type)
 
     def account(self, backend: Backend, usage: dict | None, saving_against: str = "") -> None:
         """Tokens, estimated cost and saving from the backend's usage. The saving is against
@@ -165,9 +176,6 @@ class Gateway:
         baseline = self.config.backend(saving_against)
         dearest = baseline.price.cost(tokens_in, tokens_out) if baseline else self.config.max_cost(tokens_in, tokens_out)
         metrics.SAVING_USD.labels(backend=backend.name).inc(max(0.0, dearest - cost))
-        trace.get_current_span().set_attributes({"gen_ai.usage.input_tokens": tokens_in,
-                                                 "gen_ai.usage.output_tokens": tokens_out,
-                                                 "semroute.cost_usd": cost})
 
     async def route_only(self, request: web.Request) -> web.Response:
         """The decision alone: every signal, the rule, candidates with costs, timings."""
