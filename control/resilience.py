@@ -1,7 +1,7 @@
 """Resilience settings and their two mechanisms: backoff with jitter and circuit breakers.
 
 Pure and leaf-level (no I/O, no other `control` module): `control/config.py` embeds
-`Resilience` as the `resilience:` section, `control/relay.py` (upstream failover) and
+`Resilience` as the `resilience:` section, `control/serving/relay.py` (upstream failover) and
 `control/degrade.py` (the classifier's time budget) use the breakers.
 
 A breaker opens after `failures` consecutive failures and then skips its target for
