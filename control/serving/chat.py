@@ -50,7 +50,7 @@ class ChatCall:
     headers: dict[str, str] = field(default_factory=dict)      # x-semroute-* for the client
     labels: dict[str, str] = field(default_factory=lambda: dict(NO_LABELS))  # the request counter's
     cache_key: CacheKey | None = None  # set when the answer may come from, and go to, the cache
-    relay_start: float = 0.0
+    answer_start: float = 0.0
 
 
 class ChatPipeline:
@@ -66,7 +66,7 @@ class ChatPipeline:
         with self.logged(call):
             found = self.lookup(call)
             response = await self.relay(request, call) if found is None else cached_response(found, call.headers)
-        self.finished(call, response)
+        self.finished(call, response.status, response.headers.get("x-semroute-model", call.candidates[0]))
         return response
 
     def parse(self, ctx: RequestContext, body: dict) -> ChatCall:
@@ -93,7 +93,7 @@ class ChatPipeline:
 
     def lookup(self, call: ChatCall) -> CachedResponse | None:
         """A stored answer for this request, or None (and x-semroute-cache says which)."""
-        call.relay_start = time.perf_counter()
+        call.answer_start = time.perf_counter()  # the answer's clock, cache hits included
         decision, signals, config = call.routed.decision, call.routed.signals, self.gateway.config
         if not decision.cache or signals is None:
             return None
@@ -134,12 +134,12 @@ class ChatPipeline:
             self.gateway.cache.store(call.cache_key, call.routed.signals.embedding,
                                      CachedResponse(outcome.recorded, outcome.content_type, decision.backend))
 
-    def finished(self, call: ChatCall, response: web.StreamResponse) -> None:
+    def finished(self, call: ChatCall, status: int, answered_by: str) -> None:
+        """An answer went out (`answered_by`: the backend after any failover, or the cache's)."""
         self.gateway.router.remember(call.ctx.session_id, call.routed.decision)
-        first = call.candidates[0]
-        call.labels["backend"] = response.headers.get("x-semroute-model", first)  # after any failover
-        metrics.UPSTREAM_SECONDS.labels(backend=first).observe(time.perf_counter() - call.relay_start)
-        access_log(call, response.status)
+        call.labels["backend"] = answered_by
+        metrics.UPSTREAM_SECONDS.labels(backend=call.candidates[0]).observe(time.perf_counter() - call.answer_start)
+        access_log(call, status)
 
     @contextmanager
     def logged(self, call: ChatCall) -> Iterator[None]:
