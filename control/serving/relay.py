@@ -26,7 +26,6 @@ import aiohttp
 import orjson
 from aiohttp import web
 from opentelemetry import trace
-from prometheus_client import Counter
 
 from control import metrics
 from control.config import Backend, Config
@@ -36,11 +35,6 @@ from control.resilience import Breakers, backoff
 from control.upstream import Upstream, body_for, passthrough_headers, read_bounded, too_large
 
 log = logging.getLogger("semroute.relay")
-RETRIES = Counter("semroute_upstream_retries_total", "Upstream attempts after a retryable failure", ["backend", "code"])
-FAILOVERS = Counter("semroute_failovers_total", "Requests answered by a candidate other than the first", ["backend"])
-STREAM_ERRORS = Counter("semroute_stream_errors_total", "Streams ended by an error event after bytes were sent",
-                        ["backend", "code"])
-CLIENT_GONE = Counter("semroute_client_disconnects_total", "Streams the client left before the end", ["backend"])
 
 
 @dataclass
@@ -147,7 +141,7 @@ class _Exchange:
         for name in self.plan.candidates:
             if await self._try_backend(name):
                 if name != self.plan.candidates[0]:
-                    FAILOVERS.labels(backend=name).inc()
+                    metrics.FAILOVERS.labels(backend=name).inc()
                 return self.outcome
         self.outcome.response = self._give_up()
         return self.outcome
@@ -170,7 +164,7 @@ class _Exchange:
                 wait = retry_wait(failure, retry, settings)
                 if retry == settings.retries or wait is None:
                     return False
-                RETRIES.labels(backend=name, code=failure.code or "").inc()
+                metrics.RETRIES.labels(backend=name, code=failure.code or "").inc()
                 await asyncio.sleep(wait)
                 continue
             except BaseException:
@@ -237,7 +231,7 @@ class _Exchange:
         try:
             error = await self._pump(backend, resp, chunk)
         except (ConnectionResetError, asyncio.CancelledError) as gone:  # the client left: bill what was produced
-            CLIENT_GONE.labels(backend=backend.name).inc()
+            metrics.CLIENT_GONE.labels(backend=backend.name).inc()
             annotate_usage(backend, out.usage)
             if isinstance(gone, asyncio.CancelledError):
                 # the handler is being cancelled (leaving the upstream context closes that call);
@@ -247,7 +241,7 @@ class _Exchange:
             out.healthy = True  # not the backend's failure; nobody is left to write the end to
             return
         if error is not None:
-            STREAM_ERRORS.labels(backend=backend.name, code=error.code).inc()
+            metrics.STREAM_ERRORS.labels(backend=backend.name, code=error.code).inc()
             log.warning("stream from %s failed after %d events: %s", backend.name, out.sent.events, error.message)
         recording = out.sent.recording
         out.recorded = b"".join(recording) if recording is not None and error is None else None
