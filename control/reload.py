@@ -141,7 +141,7 @@ async def install_config(gateway, config: Config, host: str) -> None:
     problem = config.auth.problem(host)
     if problem:
         raise ConfigError(problem)
-    router = Router(config, gateway.classifier)
+    router = Router(config, gateway.classifier, gateway.health)
     router.sessions = gateway.router.sessions  # conversations keep their backends
     try:
         async with asyncio.timeout(max(5.0, config.resilience.classifier.timeout_s)):

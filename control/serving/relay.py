@@ -29,6 +29,7 @@ from opentelemetry import trace
 
 from control import metrics
 from control.config import Backend, Config
+from control.health import HealthBoard
 from control.protocol import APIError
 from control.redact import StreamRedactor, redact_bytes
 from control.resilience import Breakers, backoff
@@ -116,9 +117,10 @@ class Attempts:
 
 
 class Relay:
-    def __init__(self, upstream: Upstream):
+    def __init__(self, upstream: Upstream, health: HealthBoard | None = None):
         self.upstream = upstream
         self.breakers = Breakers()
+        self.health = health or HealthBoard()
 
     async def send(self, request: web.Request, config: Config, plan: RelayPlan, outcome: RelayOutcome) -> RelayOutcome:
         """The first answer of plan.candidates, in `outcome`. A stream's end is left to
@@ -136,6 +138,7 @@ class _Exchange:
         self.settings = config.resilience
         self.attempts = Attempts([], [])
         self.last: APIError | RateLimited | None = None
+        self.first_byte_s: float | None = None  # of the current attempt: a stream's first chunk, else the answer
 
     async def run(self) -> RelayOutcome:
         for name in self.plan.candidates:
@@ -156,10 +159,12 @@ class _Exchange:
                 self.attempts.skipped.append(name)
                 return False
             self.attempts.tried.append(name)
+            started, self.first_byte_s = time.perf_counter(), None
             try:
                 await self._attempt(backend)
             except (APIError, RateLimited) as failure:
                 breaker.failure(settings.circuit)
+                self._book_health(name, False, started, failure.code)
                 self.last = failure
                 wait = retry_wait(failure, retry, settings)
                 if retry == settings.retries or wait is None:
@@ -172,8 +177,14 @@ class _Exchange:
                 breaker.success() if self.outcome.healthy else breaker.release()
                 raise
             breaker.success() if self.outcome.healthy else breaker.failure(settings.circuit)
+            self._book_health(name, self.outcome.healthy, started, None if self.outcome.healthy else "stream_failed")
             return True
         return False
+
+    def _book_health(self, name: str, ok: bool, started: float, code: str | None) -> None:
+        elapsed = time.perf_counter() - started
+        first_byte = self.first_byte_s if self.first_byte_s is not None else elapsed  # a whole answer: its time
+        self.relay.health.record(name, ok, first_byte if ok else None, elapsed, self.config.routing.health, code)
 
     def _give_up(self) -> web.Response:
         last, attempts = self.last, self.attempts
@@ -210,7 +221,8 @@ class _Exchange:
             if not first:
                 raise APIError(502, f"backend '{backend.name}' closed the stream before sending anything",
                                type="upstream_error", code="upstream_error")
-            metrics.TTFT_SECONDS.labels(backend=backend.name).observe(time.perf_counter() - started)
+            self.first_byte_s = time.perf_counter() - started
+            metrics.TTFT_SECONDS.labels(backend=backend.name).observe(self.first_byte_s)
             await self._stream(backend, resp, headers, first)
 
     async def _whole(self, backend: Backend, resp: aiohttp.ClientResponse, headers: dict[str, str]) -> None:
