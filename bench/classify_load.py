@@ -55,7 +55,7 @@ async def triton_classify_load(triton_url: str, prompts: list[str], *, concurren
 async def route_match_load(triton_url: str, prompts: list[str], *, concurrency: int, total: int,
                            seconds: float, cpu_pids: list[int] | None = None) -> LoadResult:
     """Query → embedding (Triton, micro-batched) → best route by cosine similarity, as the gateway does."""
-    from control.routes import EmbeddingRoutes
+    from control.embedding_routes import EmbeddingRoutes
     from control.routing_config import EmbeddingRoute
 
     inner = Classifier(triton_url)

@@ -12,7 +12,7 @@ from control import metrics
 from control.config import Config
 from control.policy import Blocked, Decision, PolicyContext, RequestFeatures, decide, passthrough
 from control.protocol import AUTO_MODEL, APIError, ChatCompletionRequest
-from control.routes import EmbeddingRoutes
+from control.embedding_routes import EmbeddingRoutes
 from control.sessions import SessionStore, session_draw
 from control.reading import ReadBudget
 from control.signals import Classifier, Signals
