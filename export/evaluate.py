@@ -15,9 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from export import data, labels, metrics, task_data
+from export import data, metrics, task_data
 from export.eval_sets import NO_PII_SETS, load_sets
 from export.model import DEFAULT_WEIGHTS, read_weights_meta
+from modelspec import labels
+from modelspec.calibration import threshold_for
 
 BATCH = 32
 JAILBREAK_THRESHOLD = 0.5   # used when the weights carry no threshold chosen on training data
@@ -91,7 +93,6 @@ def routing(rows, sig, calib: dict | None) -> dict:
     p = [sig[r["text"]].strong_prob for r in rows]
     res = metrics.routing_metrics(p, [r["weak"] for r in rows], [r["strong"] for r in rows])
     if calib:
-        from export.calibration import threshold_for
 
         t = threshold_for(calib, 0.3)
         res["share_at_calibrated_30pct"] = float((np.array(p) >= t).mean())

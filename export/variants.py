@@ -18,10 +18,10 @@ import os
 import shutil
 from pathlib import Path
 
-from export import labels
-from export.model import OUTPUT_NAMES
 from export.repository import (CONFIG_FILE, DEFAULT_INTRA_OP_THREADS, ONNX_FILE, TOKENIZER_FILE, VERSION,
-                               config_text, model_parameters, output_dims, parse_config)
+                               config_text, model_parameters, parse_config)
+from modelspec import interface
+from modelspec.interface import OUTPUT_NAMES, output_dims
 
 TARGETS = ("python-ort", "onnxruntime", "tensorrt")
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -125,7 +125,7 @@ def tokenizer_config_text(max_batch_size: int = 64, instance_count: int = 1) -> 
             + _io_block("input", [_io_line(TEXT_INPUT, "TYPE_STRING", [1])]) + _io_block("output", outputs)
             + "dynamic_batching { max_queue_delay_microseconds: 100 }\n"
             + f"instance_group [ {{ kind: KIND_CPU count: {instance_count} }} ]\n"
-            + f'parameters {{ key: "max_seq_len" value: {{ string_value: "{labels.MAX_SEQ_LEN}" }} }}\n')
+            + f'parameters {{ key: "max_seq_len" value: {{ string_value: "{interface.MAX_SEQ_LEN}" }} }}\n')
 
 
 def _step(model: str, inputs: list[str], outputs: list[str]) -> str:
@@ -143,7 +143,7 @@ def ensemble_config_text(max_batch_size: int = 64, parameters: dict[str, str] | 
     outputs = [_io_line(name, "TYPE_FP32", dims) for name, dims in output_dims().items()]
     outputs.append(_io_line(OFFSETS_OUTPUT, "TYPE_INT64", [-1, 2]))
     steps = ",\n".join([_step(TOKENIZER_MODEL, [TEXT_INPUT], ["input_ids", "attention_mask", OFFSETS_OUTPUT]),
-                        _step(labels.MODEL_NAME, ["input_ids", "attention_mask"], list(OUTPUT_NAMES))])
+                        _step(interface.MODEL_NAME, ["input_ids", "attention_mask"], list(OUTPUT_NAMES))])
     params = {k: v for k, v in (parameters or model_parameters()).items() if k != "intra_op_threads"}
     param_lines = "".join(f"parameters {{ key: {json.dumps(k)} value: {{ string_value: {json.dumps(v)} }} }}\n"
                           for k, v in params.items())
@@ -185,11 +185,11 @@ def add_text_models(repo_dir, max_batch_size: int = 64, tokenizer_instances: int
     """Write the tokenizer model and the router_text ensemble into any repository that has (or
     will have) `router`; `parameters` default to the router config's there. Returns the model
     folders written."""
-    from export.base_model import tokenizer_file
+    from modelspec.base_model import tokenizer_file
 
     repo_dir = Path(repo_dir)
     tokenizer_dir, ensemble_dir = repo_dir / TOKENIZER_MODEL, repo_dir / TEXT_MODEL
-    router_config = repo_dir / labels.MODEL_NAME / CONFIG_FILE
+    router_config = repo_dir / interface.MODEL_NAME / CONFIG_FILE
     if parameters is None and router_config.exists():
         parameters = served_parameters(router_config.parent)
     _write_text(tokenizer_dir / CONFIG_FILE, _checked(tokenizer_config_text(max_batch_size, tokenizer_instances)))
@@ -209,8 +209,8 @@ def write_onnxruntime_variant(onnx_path, out_root=BUILD_ROOT, max_batch_size: in
     model = model if model is not None else onnx.load(str(onnx_path), load_external_data=False)
     repo = Path(out_root) / "onnxruntime"
     text = onnxruntime_config_text(max_batch_size, parameters)
-    _write_text(repo / labels.MODEL_NAME / CONFIG_FILE, _checked(text, model))
-    _place_file(Path(onnx_path), repo / labels.MODEL_NAME / VERSION / ONNX_FILE, link=True)
+    _write_text(repo / interface.MODEL_NAME / CONFIG_FILE, _checked(text, model))
+    _place_file(Path(onnx_path), repo / interface.MODEL_NAME / VERSION / ONNX_FILE, link=True)
     add_text_models(repo, max_batch_size, tokenizer_instances=2, parameters=parameters)
     return repo
 
@@ -241,8 +241,8 @@ def write_tensorrt_variant(onnx_path, out_root=BUILD_ROOT, max_batch_size: int =
     settings = engine_build_settings(onnx_path, max_batch_size, model)
     repo = Path(out_root) / "tensorrt"
     text = tensorrt_config_text(max_batch_size, len(settings["profiles"]), parameters=parameters)
-    _write_text(repo / labels.MODEL_NAME / CONFIG_FILE, _checked(text, model))
-    (repo / labels.MODEL_NAME / VERSION).mkdir(parents=True, exist_ok=True)
+    _write_text(repo / interface.MODEL_NAME / CONFIG_FILE, _checked(text, model))
+    (repo / interface.MODEL_NAME / VERSION).mkdir(parents=True, exist_ok=True)
     add_text_models(repo, max_batch_size, tokenizer_instances=2, parameters=parameters)
     engine_dir = Path(out_root) / "engine"
     _write_text(engine_dir / "trtexec.args", "".join(a + "\n" for a in settings["trtexec_args"]))
@@ -287,7 +287,7 @@ def _maybe_build_engine(onnx_path: Path, repo: Path, out_root: Path, max_batch_s
         return
     from export.tensorrt import build_engine
 
-    result = build_engine(onnx_path, repo / labels.MODEL_NAME / VERSION / PLAN_FILE, max_batch_size=max_batch_size,
+    result = build_engine(onnx_path, repo / interface.MODEL_NAME / VERSION / PLAN_FILE, max_batch_size=max_batch_size,
                           timing_cache=out_root / "engine" / "timing.cache")
     print(f"built {result['plan']} with TensorRT {result['tensorrt']} in {result['build_s']} s "
           f"({result['profiles']} profiles, {result['fp32_layers']} layers pinned to FP32)")

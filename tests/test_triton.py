@@ -12,13 +12,13 @@ import tritonclient.grpc.aio as grpcclient_aio
 from tritonclient.utils import InferenceServerException
 
 from control.tritonserver import TritonServer
-from export import labels
-from export.model import OUTPUT_NAMES
 from export.repository import ONNX_FILE, VERSION
+from modelspec import interface, labels
+from modelspec.interface import OUTPUT_NAMES
 from tests.conftest import free_ports
 
 TOLERANCE = 1e-4
-MODEL = labels.MODEL_NAME
+MODEL = interface.MODEL_NAME
 TEXTS = (
     "Hello there.",
     "Which is larger, 2^10 or 10^3? Explain briefly.",
@@ -125,7 +125,7 @@ def test_dynamic_batching_under_concurrency(triton, client, tokenizer):
     before = model_counts(client)
     results = asyncio.run(infer_concurrently(triton.grpc_url, requests))
     inferences, executions = counts_since(client, before, 64)
-    assert len(results) == 64 and all(r["embedding"].shape == (1, labels.EMBEDDING_DIM) for r in results)
+    assert len(results) == 64 and all(r["embedding"].shape == (1, interface.EMBEDDING_DIM) for r in results)
     assert inferences == 64 and executions < inferences, (inferences, executions)
     total_inferences, total_executions = model_counts(client)
     assert total_inferences > total_executions
@@ -133,7 +133,7 @@ def test_dynamic_batching_under_concurrency(triton, client, tokenizer):
 
 def test_bad_request_gets_an_error_and_others_are_served(triton, client, tokenizer):
     good = encode(tokenizer, ["fine"])
-    too_long = np.ones((1, labels.MAX_SEQ_LEN + 1), dtype=np.int64)
+    too_long = np.ones((1, interface.MAX_SEQ_LEN + 1), dtype=np.int64)
     with pytest.raises(InferenceServerException, match="sequence length"):
         client.infer(MODEL, infer_inputs(grpcclient, too_long, too_long))
     out_of_vocabulary = np.array([[101, 10**9, 102]], dtype=np.int64)
@@ -146,7 +146,7 @@ def test_bad_request_gets_an_error_and_others_are_served(triton, client, tokeniz
                                         return_exceptions=True)
 
     served, failed = asyncio.run(mixed())
-    assert served.as_numpy("embedding").shape == (1, labels.EMBEDDING_DIM)
+    assert served.as_numpy("embedding").shape == (1, interface.EMBEDDING_DIM)
     assert isinstance(failed, InferenceServerException) and "inference failed" in str(failed)
 
 

@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from bench.common import real_prompts  # noqa: E402
-from export.model import OUTPUT_NAMES  # noqa: E402
+from modelspec.interface import OUTPUT_NAMES  # noqa: E402
 from export.onnx_export import encode, load_tokenizer, ort_session  # noqa: E402
 
 TOLERANCE = 2e-4
