@@ -29,8 +29,8 @@ class Scheduling:
 
     @classmethod
     def shipped(cls) -> "Scheduling":
-        """What `semroute export` writes (export/repository.py), whatever an older config says."""
-        from export import repository as r
+        """What `semroute export` writes (export/triton_config.py), whatever an older config says."""
+        from export import triton_config as r
 
         return cls(delay_us=r.DEFAULT_QUEUE_DELAY_US, instances=r.DEFAULT_INSTANCE_COUNT,
                    intra_op_threads=r.DEFAULT_INTRA_OP_THREADS, spinning=r.DEFAULT_INTRA_OP_SPINNING == "1")

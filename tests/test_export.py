@@ -11,7 +11,8 @@ from tritonclient.grpc import model_config_pb2
 
 from export.model import DEFAULT_WEIGHTS, load_router_model
 from export.onnx_export import OPSET, encode, max_abs_diffs, ort_outputs, ort_session, torch_outputs
-from export.repository import CONFIG_FILE, ONNX_FILE, VERSION, config_text, export_stamp, is_up_to_date, parse_config
+from export.repository import export_stamp, is_up_to_date
+from export.triton_config import CONFIG_FILE, ONNX_FILE, VERSION, config_text, parse_config
 from modelspec import interface, labels
 from modelspec.base_model import base_model_dir
 from modelspec.interface import OUTPUT_NAMES, output_dims

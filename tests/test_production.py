@@ -21,11 +21,11 @@ import numpy as np
 import pytest
 import yaml
 
-from export.repository import CONFIG_FILE, ONNX_FILE, VERSION, parse_config
 from export.tensorrt import (TENSORRT_ONNX_OPS, beyond_fp16_constants, fp32_pinned_nodes, optimization_profiles,
                              tensorrt_problems)
-from export.variants import (OFFSETS_OUTPUT, TARGETS, TEXT_INPUT, TEXT_MODEL, TOKENIZER_MODEL, add_text_models,
-                             export_target, onnxruntime_config_text, served_parameters, signature_problems)
+from export.text_models import OFFSETS_OUTPUT, TEXT_INPUT, TEXT_MODEL, TOKENIZER_MODEL, add_text_models
+from export.triton_config import CONFIG_FILE, ONNX_FILE, VERSION, parse_config, served_parameters
+from export.variants import TARGETS, export_target, onnxruntime_config_text, signature_problems
 from modelspec import interface, labels
 from modelspec.interface import OUTPUT_NAMES
 from tests.conftest import REPO_ROOT, free_ports

@@ -12,7 +12,7 @@ import tritonclient.grpc.aio as grpcclient_aio
 from tritonclient.utils import InferenceServerException
 
 from control.tritonserver import TritonServer
-from export.repository import ONNX_FILE, VERSION
+from export.triton_config import ONNX_FILE, VERSION
 from modelspec import interface, labels
 from modelspec.interface import OUTPUT_NAMES
 from tests.conftest import free_ports
