@@ -19,8 +19,8 @@ from export.model import DEFAULT_WEIGHTS, load_router_model, read_weights_meta
 from export.onnx_export import export_onnx
 from export.text_models import TEXT_MODEL, TOKENIZER_MODEL, add_text_models
 from export.triton_config import (CONFIG_FILE, DEFAULT_INSTANCE_COUNT, DEFAULT_INTRA_OP_THREADS, DEFAULT_QUEUE_DELAY_US,
-                                  ONNX_FILE, STAMP_PREFIX, TOKENIZER_FILE, VERSION, config_text, model_parameters,
-                                  parse_config)
+                                  ONNX_FILE, STAMP_PREFIX, TOKENIZER_FILE, VERSION, config_text, contract_parameters,
+                                  model_parameters, parse_config, served_parameters)
 from modelspec import interface
 from modelspec.base_model import tokenizer_file
 
@@ -47,12 +47,20 @@ def recorded_stamp(model_dir: Path) -> str | None:
     return first_line[len(STAMP_PREFIX):].strip() if first_line.startswith(STAMP_PREFIX) else None
 
 
+def carries_the_contract(model_dir: Path) -> bool:
+    """The written config holds today's contract parameters: one from an older export may lack
+    what the committed model.py now reads from it (its ONNX can still be current)."""
+    served = served_parameters(model_dir)
+    return all(served.get(key) == value for key, value in contract_parameters().items())
+
+
 def is_up_to_date(repo_dir: Path, weights: Path | None = None) -> bool:
     weights = Path(weights or DEFAULT_WEIGHTS)
     model_dir = Path(repo_dir) / interface.MODEL_NAME
     complete = all((model_dir / VERSION / name).exists() for name in (TOKENIZER_FILE, "model.py"))
     text_models = all((Path(repo_dir) / name / CONFIG_FILE).exists() for name in (TOKENIZER_MODEL, TEXT_MODEL))
-    return complete and text_models and weights.exists() and recorded_stamp(model_dir) == export_stamp(weights)
+    stamped = weights.exists() and recorded_stamp(model_dir) == export_stamp(weights)
+    return complete and text_models and stamped and carries_the_contract(model_dir)
 
 
 def _export_onnx_atomically(weights: Path, onnx_path: Path) -> dict:

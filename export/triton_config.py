@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from modelspec import interface, labels
+from modelspec.buckets import LENGTH_BUCKETS
 
 VERSION = "1"
 ONNX_FILE = "model.onnx"
@@ -41,6 +42,21 @@ META_PARAMETERS = {"calibration": "strong_calibration", "jailbreak_threshold": "
                    "languages": "languages"}
 
 
+def contract_parameters() -> dict[str, str]:
+    """The contract (modelspec) as the config carries it: the gateway reads the labels from here,
+    and model.py, which cannot import modelspec (Triton's stub ignores PYTHONPATH), the window
+    and the length buckets."""
+    return {
+        "domain_labels": json.dumps(list(labels.DOMAINS)),
+        "task_labels": json.dumps(list(labels.TASKS)),
+        "pii_tags": json.dumps(list(labels.PII_TAGS)),
+        "output_names": json.dumps(list(interface.OUTPUT_NAMES)),
+        "embedding_dim": str(interface.EMBEDDING_DIM),
+        "max_seq_len": str(interface.MAX_SEQ_LEN),
+        "length_buckets": json.dumps(list(LENGTH_BUCKETS)),
+    }
+
+
 def model_parameters(intra_op_threads: int = DEFAULT_INTRA_OP_THREADS, meta: dict | None = None) -> dict[str, str]:
     """The metadata the gateway and model.py read from the config (all values are strings).
 
@@ -51,16 +67,8 @@ def model_parameters(intra_op_threads: int = DEFAULT_INTRA_OP_THREADS, meta: dic
     meta = meta or {}
     extra = {param: json.dumps(meta[key], separators=(",", ":")) for key, param in META_PARAMETERS.items()
              if meta.get(key) is not None}
-    return {**extra,
-        "domain_labels": json.dumps(list(labels.DOMAINS)),
-        "task_labels": json.dumps(list(labels.TASKS)),
-        "pii_tags": json.dumps(list(labels.PII_TAGS)),
-        "output_names": json.dumps(list(interface.OUTPUT_NAMES)),
-        "embedding_dim": str(interface.EMBEDDING_DIM),
-        "max_seq_len": str(interface.MAX_SEQ_LEN),
-        "intra_op_threads": str(intra_op_threads),
-        "intra_op_spinning": DEFAULT_INTRA_OP_SPINNING,
-    }
+    return {**extra, **contract_parameters(),
+            "intra_op_threads": str(intra_op_threads), "intra_op_spinning": DEFAULT_INTRA_OP_SPINNING}
 
 
 def _pbtxt_string(value: str) -> str:
