@@ -21,7 +21,7 @@ import numpy as np
 
 from bench.common import machine, real_prompts, versions, write_json
 from bench.triton_repo import ensure_exported
-from export.model import OUTPUT_NAMES
+from modelspec.interface import INPUT_NAMES, OUTPUT_NAMES
 
 SHAPES = ((32, 64), (16, 128))
 PROBABILITIES = [n for n in OUTPUT_NAMES if n not in ("pii_logits", "embedding")]
@@ -57,7 +57,7 @@ def int8_runner(onnx_path: Path, work: Path, cpu_runtime):
 
     quantized = work / "int8.onnx"
     quantize_dynamic(str(onnx_path), str(quantized), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"])
-    run, _ = cpu_runtime.load_runner("onnxruntime-fp32", quantized, list(OUTPUT_NAMES), 1, "0")
+    run, _ = cpu_runtime.load_runner("onnxruntime-fp32", quantized, list(INPUT_NAMES), list(OUTPUT_NAMES), 1, "0")
     return run, "ONNX Runtime dynamic int8 (MatMul), not servable: see its error"
 
 
@@ -79,7 +79,8 @@ def main() -> None:
     report = {"machine_before": machine(), "cpu_bf16_flags": sorted(flags & cpu_runtime.BF16_FLAGS),
               "auto_picks": cpu_runtime.select_runtime("auto", flags),
               "versions": versions("onnxruntime", "openvino", "numpy"), "shapes": SHAPES, "rounds": a.rounds}
-    runners = {name: cpu_runtime.load_runner(name, onnx_path, list(OUTPUT_NAMES), 1, "0") for name in cpu_runtime.RUNTIMES}
+    runners = {name: cpu_runtime.load_runner(name, onnx_path, list(INPUT_NAMES), list(OUTPUT_NAMES), 1, "0")
+               for name in cpu_runtime.RUNTIMES}
     work = Path(tempfile.mkdtemp(prefix="semroute-cpu-runtimes-"))
     if not a.no_int8:
         runners["onnxruntime-int8-dynamic"] = int8_runner(onnx_path, work, cpu_runtime)

@@ -13,11 +13,13 @@ from control.config import Config
 from control.decision import Blocked, Decision, PolicyContext, RequestFeatures, decide, passthrough
 from control.decision.selector import check_selectors
 from control.protocol import AUTO_MODEL, APIError, ChatCompletionRequest
-from control.routes import EmbeddingRoutes
+from control.categories import CustomCategories
+from control.embedding_routes import EmbeddingRoutes
+from control.health import HealthBoard
 from control.sessions import SessionStore, session_draw
 from control.reading import ReadBudget
 from control.signals import Classifier, Signals
-from export.calibration import threshold_for
+from modelspec.calibration import threshold_for
 
 
 @dataclass
@@ -30,11 +32,13 @@ class Routed:
 
 
 class Router:
-    def __init__(self, config: Config, classifier: Classifier):
+    def __init__(self, config: Config, classifier: Classifier, health: HealthBoard | None = None):
         check_selectors(config)
         self.config = config
         self.classifier = classifier
         self.routes = EmbeddingRoutes(config.routes)
+        self.categories = CustomCategories(config.categories)
+        self.health = health  # the gateway's live backend health (kept across reloads), None offline
         self.sessions = SessionStore(config.routing.sessions.max_sessions)
         self._started = False
 
@@ -48,6 +52,7 @@ class Router:
             raise ValueError("routing.strong.target_share needs a model with a strong_prob calibration table; "
                              "use routing.strong.threshold or re-export the model")
         await self.routes.prepare(self.classifier)
+        await self.categories.prepare(self.classifier)
         self._started = True
 
     async def classify(self, text: str) -> tuple[Signals, float]:
@@ -59,7 +64,8 @@ class Router:
         except (InferenceServerException, ConnectionError, OSError) as exc:
             raise APIError(503, f"the classifier (Triton at {self.classifier.triton_url}) is unavailable: {exc}",
                            type="service_unavailable", code="classifier_unavailable") from None
-        signals = replace(signals, routes=self.routes.match(signals.embedding))
+        signals = replace(signals, routes=self.routes.match(signals.embedding),
+                          categories=self.categories.predict(signals.embedding))
         elapsed = time.perf_counter() - start
         metrics.CLASSIFY_SECONDS.observe(elapsed)
         return signals, round(elapsed * 1000, 3)
@@ -87,6 +93,9 @@ class Router:
             strong_threshold=self.strong_threshold(),
             previous_backend=self.sessions.get(session_id),
             split_draw=session_draw(session_id, "split") if session_id else random.random(),
+            health=self.health.penalties([b.name for b in self.config.backends], self.config.routing.health)
+            if self.health else {},
+            health_draw=random.random(),
         )
         return decide(signals, features, self.config, context)
 

@@ -4,6 +4,10 @@ of the training data. Writes <output_dir>/metrics.json, report.md and routing.sv
 
 Nothing here feeds back into training: thresholds come from the weights' metadata (chosen on
 training data), and eval/ only ever produces numbers.
+
+A composition root, like control/cli.py and control/up.py: the one export/ module that imports
+control/ (the classifier and the Triton launcher), to run the model exactly as served. No
+other export/ module may (tests/test_architecture.py).
 """
 from __future__ import annotations
 
@@ -15,10 +19,17 @@ from pathlib import Path
 
 import numpy as np
 
-from export import data, labels, metrics, task_data
+from control.signals import Classifier
+from control.tritonserver import TritonServer
+from export import data, metrics, task_data
 from export.eval_sets import NO_PII_SETS, load_sets
 from export.model import DEFAULT_WEIGHTS, read_weights_meta
-from export.runtime_gate import is_runtime_comparison, run_gate
+from export.report import write_outputs
+from export.repository import build_repository
+from modelspec import labels
+from modelspec.calibration import threshold_for
+from export.runtime_gate import (FP32, classify_on, decisions, gate, is_runtime_comparison, print_gate, route_utterances,
+                                 runtime_under_test, write_gate)
 
 BATCH = 32
 JAILBREAK_THRESHOLD = 0.5   # used when the weights carry no threshold chosen on training data
@@ -28,8 +39,6 @@ SWEEP = (0.1, 0.3, 0.5, 0.7, 0.9, 0.95, 0.99)
 async def classify_all(texts: list[str], triton_url: str) -> dict[str, object]:
     """Each distinct text classified once, BATCH texts per call, a few calls in flight."""
     from tqdm import tqdm
-
-    from control.signals import Classifier
 
     clf = Classifier(triton_url)
     await clf.start()
@@ -92,7 +101,6 @@ def routing(rows, sig, calib: dict | None) -> dict:
     p = [sig[r["text"]].strong_prob for r in rows]
     res = metrics.routing_metrics(p, [r["weak"] for r in rows], [r["strong"] for r in rows])
     if calib:
-        from export.calibration import threshold_for
 
         t = threshold_for(calib, 0.3)
         res["share_at_calibrated_30pct"] = float((np.array(p) >= t).mean())
@@ -188,8 +196,6 @@ def difficulty_auc(rows, sig) -> dict:
 
 
 def run_eval(args) -> int:
-    from export.report import write_outputs
-
     root = data.resolve_data_dir(getattr(args, "data_dir", None))
     weights = Path(getattr(args, "weights", None) or DEFAULT_WEIGHTS)
     meta = read_weights_meta(weights) if weights.exists() else {}
@@ -201,14 +207,56 @@ def run_eval(args) -> int:
     with _triton(args, weights) as url:
         sig = asyncio.run(classify_all(texts, url))
     results = compute(sets, sig, meta, getattr(args, "config", None))
-    results["meta"] = {"triton_url": url, "weights": str(weights), "weights_version": meta.get("version"),
-                       "weights_sha256": data.sha256_file(weights) if weights.exists() else None,
-                       "classify_seconds": round(time.time() - started, 1), "texts": len(set(texts)),
-                       "limit": getattr(args, "limit", None), "data_dir": str(root)}
+    results["meta"] = _meta(url, meta, weights, started, texts, args, root)
     out_dir = Path(getattr(args, "output_dir", None) or "export/model_card")
     compare = json.loads(Path(args.compare).read_text()) if getattr(args, "compare", None) else None
     write_outputs(results, meta, out_dir, compare)
     print(f"wrote {out_dir}/metrics.json, report.md, routing.svg", file=sys.stderr)
+    return 0
+
+
+def _meta(triton_url: str, meta: dict, weights: Path, started: float, texts: list[str], args, root: Path) -> dict:
+    return {"triton_url": triton_url, "weights": str(weights), "weights_version": meta.get("version"),
+            "weights_sha256": data.sha256_file(weights) if weights.exists() else None,
+            "classify_seconds": round(time.time() - started, 1), "texts": len(set(texts)),
+            "limit": getattr(args, "limit", None), "data_dir": str(root)}
+
+
+def run_gate(args, sets: dict, texts: list[str], meta: dict, weights: Path, root: Path) -> int:
+    """`--compare fp32` (export/runtime_gate.py): both CPU runtimes, each on its own private
+    Triton, one after the other; prints the gate and writes runtime_gate.json beside both
+    metrics.json (the runtime under test's in --output-dir, fp32's in its fp32/)."""
+    import shutil
+    import tempfile
+    from collections import Counter
+
+    runtime = runtime_under_test(getattr(args, "cpu_runtime", None))
+    config_path = Path(getattr(args, "config", None) or Path(__file__).resolve().parents[1] / "config" / "example.yaml")
+    model_dir = build_repository(weights, Path(".cache/eval_repository"))
+    out_dir = Path(getattr(args, "output_dir", None) or "export/model_card")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="semroute-gate-"))  # this run's Triton repositories only
+    classified = list(dict.fromkeys(texts + route_utterances(config_path)))
+    results, decided, served = {}, {}, {}
+    for name in dict.fromkeys((runtime, FP32)):  # once when the runtime under test is fp32 itself
+        started = time.time()
+        sig, served[name] = classify_on(name, model_dir, classified, work, classify_all)
+        results[name] = compute(sets, sig, meta, config_path)
+        results[name]["meta"] = {**_meta(f"a private Triton, cpu_runtime {name}", meta, weights, started, texts, args, root),
+                                 "cpu_runtime": name}
+        decided[name] = decisions(sig, texts, config_path, meta.get("calibration"), work / f"{name}-routes")
+    for log in work.glob("*.log"):
+        shutil.copyfile(log, out_dir / f"triton-{log.name}")
+    shutil.rmtree(work, ignore_errors=True)
+    report = {**gate(results[runtime], results[FP32], decided[runtime], decided[FP32], runtime),
+              "config": str(config_path), "served_as": served,  # bf16 asked of a CPU without bf16 runs f32
+              "fp32_outcomes": dict(Counter(decided[FP32].values()).most_common()), "same_runtime": runtime == FP32}
+    write_outputs(results[runtime], meta, out_dir, None)
+    write_outputs(results[FP32], meta, out_dir / "fp32", None)
+    print_gate(report)
+    if report["same_runtime"]:
+        print(f"(this CPU's runtime is {FP32} itself: pass --cpu-runtime to compare another)")
+    print(f"wrote {write_gate(report, out_dir)}, {out_dir}/metrics.json and {out_dir}/fp32/metrics.json", file=sys.stderr)
     return 0
 
 
@@ -223,9 +271,6 @@ class _triton:
         if not getattr(self.args, "start_triton", False):
             return self.args.triton_url
         import socket
-
-        from control.tritonserver import TritonServer
-        from export.repository import build_repository
 
         repo = Path(".cache/eval_repository")
         build_repository(self.weights, repo)

@@ -63,7 +63,8 @@ def runtime_repository(model_dir: Path, folder: Path, runtime: str) -> Path:
     """A repository serving model_dir's router (ONNX linked, same config) with `cpu_runtime` set."""
     from google.protobuf import text_format
 
-    from export.repository import COMMITTED_BACKEND_FILES, CONFIG_FILE, ONNX_FILE, VERSION, parse_config
+    from export.repository import COMMITTED_BACKEND_FILES
+    from export.triton_config import CONFIG_FILE, ONNX_FILE, VERSION, parse_config
 
     router = folder / model_dir.name
     if folder.exists():
@@ -126,8 +127,8 @@ def decisions(sig: dict, texts: list[str], config_path: Path, calibration: dict 
     from control.config import load_config
     from control.decision import Blocked, PolicyContext, RequestFeatures, decide
     from control.protocol import APIError
-    from control.routes import EmbeddingRoutes
-    from export.calibration import threshold_for
+    from control.embedding_routes import EmbeddingRoutes
+    from modelspec.calibration import threshold_for
 
     config = load_config(config_path)
     strong = config.routing.strong

@@ -11,9 +11,10 @@ import pytest
 import tritonclient.grpc as grpcclient
 
 from control.tritonserver import TritonServer
-from export import labels
-from export.model import OUTPUT_NAMES
-from export.repository import COMMITTED_BACKEND_FILES, CONFIG_FILE, ONNX_FILE, VERSION, parse_config
+from export.repository import COMMITTED_BACKEND_FILES
+from export.triton_config import CONFIG_FILE, ONNX_FILE, VERSION, parse_config
+from modelspec import labels
+from modelspec.interface import INPUT_NAMES, OUTPUT_NAMES
 from tests.conftest import free_ports
 from tests.test_triton import TEXTS, encode, in_process, infer_inputs, session, tokenizer  # noqa: F401 — fixtures
 
@@ -97,7 +98,7 @@ def test_bf16_emulation_rounds_like_bf16(model_repository, session, tokenizer): 
     """Not a no-op (fp32 would agree to 1e-5) and within what bf16 hardware gave in issue 18."""
     ids, mask = encode(tokenizer, TEXTS)
     run, _ = cpu_runtime.load_runner("onnxruntime-bf16-emulated", model_repository / labels.MODEL_NAME / VERSION / ONNX_FILE,
-                                     list(OUTPUT_NAMES), 1, "0")
+                                     list(INPUT_NAMES), list(OUTPUT_NAMES), 1, "0")
     emulated, expected = run(ids, mask), in_process(session, ids, mask)
     changes = {name: float(np.abs(emulated[name] - expected[name]).max()) for name in OUTPUT_NAMES}
     assert changes["pii_logits"] > 1e-3 and changes["embedding"] > 1e-5, changes
@@ -106,7 +107,7 @@ def test_bf16_emulation_rounds_like_bf16(model_repository, session, tokenizer): 
 
 
 def test_the_export_writes_the_runtime_and_the_environment_overrides_it(monkeypatch):
-    from export.repository import DEFAULT_CPU_RUNTIME, config_text, model_parameters
+    from export.triton_config import DEFAULT_CPU_RUNTIME, config_text, model_parameters
 
     assert model_parameters()["cpu_runtime"] == DEFAULT_CPU_RUNTIME
     monkeypatch.setenv("SEMROUTE_CPU_RUNTIME", "auto")

@@ -29,7 +29,7 @@ WEAK_NAME = PiiSpan("PERSON", 10, 14, "Jane", "model", 0.4)
 def reading(**overrides) -> Signals:
     values = dict(domain={"math": 0.8, "law": 0.2}, task={"coding": 0.7, "open_qa": 0.3}, jailbreak_prob=0.2,
                   strong_prob=0.6, pii=[EMAIL, WEAK_NAME], read=ReadInfo(40, 1, 64), embedding=np.zeros(4, np.float32),
-                  routes={"weather": 0.8}, harmful_prob=0.1, language=Language("de", 0.95), reliable=False)
+                  routes={"weather": 0.8}, categories={"billing": 0.7, "refunds": 0.2}, harmful_prob=0.1, language=Language("de", 0.95), reliable=False)
     return Signals(**{**values, **overrides})
 
 
@@ -41,6 +41,7 @@ CASES = {
     "task": (["coding"], ["math"]),
     "domain": (["math"], ["law"]),
     "route": (["weather"], ["sports"]),
+    "category": (["billing"], ["refunds"]),
     "keywords": (["select"], ["delete"]),
     "regex": (r"(?i)select\s+\w+\s+from", r"^DROP"),
     "pii": (True, False),
@@ -82,6 +83,8 @@ def test_each_condition_holds_and_fails(name):
     ({"pii_types": ["PERSON"], "pii_min_score": 0.5}, None),     # ... the weak model name does not
     ({"pii_types": {"PERSON": 0.3}}, 1.0),                       # a type's own minimum
     ({"language": ["und"]}, None),
+    ({"category": ["billing", "refunds"]}, 0.7),                 # custom categories read like labels
+    ({"category": ["billing"], "min_confidence": 0.8}, None),
 ])
 def test_rule_confidence(when, expected):
     assert When(**when).confidence(reading(), REQUEST, 0.5) == expected

@@ -13,10 +13,10 @@ from pydantic import Field, ValidationError, model_validator
 
 from control.config.access import Auth, MetricsAccess
 from control.config.backends import Backend
-from control.config.base import BACKEND, DOMAIN, LABEL, TASK, Strict, named
+from control.config.base import BACKEND, DOMAIN, LABEL, TASK, Strict, named, repeated
 from control.config.limits import Limits
 from control.config.resilience import Resilience
-from control.config.routing import CacheConfig, EmbeddingRoute, Routing
+from control.config.routing import CacheConfig, CustomCategory, EmbeddingRoute, Routing
 
 
 class ConfigError(ValueError):
@@ -27,6 +27,8 @@ class Config(Strict):
     backends: list[Backend] = Field(min_length=1)
     routing: Routing
     routes: list[EmbeddingRoute] = Field(default_factory=list, description="embedding routes (signals for rules)")
+    categories: list[CustomCategory] = Field(default_factory=list, description="categories of your own, learned "
+                                                                                 "from examples at start-up")
     cache: CacheConfig = CacheConfig()
     resilience: Resilience = Resilience()
     auth: Auth = Auth()
@@ -36,19 +38,14 @@ class Config(Strict):
     @model_validator(mode="after")
     def _references_exist(self) -> "Config":
         names = [b.name for b in self.backends]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"backend names must be unique; repeated: {', '.join(dupes)}")
+        repeated(names, "backend")
         if "auto" in names:
             raise ValueError("'auto' is reserved for routing and cannot name a backend")
         for where, name in named(self, BACKEND):
             if name not in names:
                 raise ValueError(f"{where}: '{name}' is not a configured backend (backends: {', '.join(names)})")
-        route_names = [r.name for r in self.routes]
-        for rule in self.routing.rules:
-            for route in rule.when.route or []:
-                if route not in route_names:
-                    raise ValueError(f"routing.rules.{rule.name}.when.route: '{route}' is not a configured route")
+        for section, key in (("routes", "route"), ("categories", "category")):
+            _check_names(section, [item.name for item in getattr(self, section)], key, self.routing.rules)
         return self
 
     def max_cost(self, input_tokens: int, output_tokens: int) -> float:
@@ -65,6 +62,15 @@ class Config(Strict):
                for where, label in named(self, marker) if label not in labels]
         if bad:
             raise ConfigError(f"unknown labels in {', '.join(bad)}; the model knows tasks {tasks} and domains {domains}")
+
+
+def _check_names(section: str, names: list[str], key: str, rules) -> None:
+    """Unique names in a named section, and every rule's `when.<key>` (a name of one) among them."""
+    repeated(names, key)
+    for rule in rules:
+        for name in getattr(rule.when, key) or []:
+            if name not in names:
+                raise ValueError(f"routing.rules.{rule.name}.when.{key}: '{name}' is not a configured {key}")
 
 
 def load_config(path: str | Path) -> Config:

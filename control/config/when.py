@@ -106,6 +106,9 @@ CONDITIONS: dict[str, Condition] = {
                         _label("top_domain")),
     "min_confidence": Condition(float | None, Field(None, ge=0, le=1, description="for task/domain; default "
                                                                                    "routing.min_confidence")),
+    "category": Condition(list[str] | None, Field(None, description="the most likely custom category "
+                                                                    "(`categories:`) is one of these"),
+                          _label("top_category")),
     "route": Condition(list[str] | None, Field(None, description="one of these embedding routes matched"), _route),
     "keywords": Condition(list[str] | None, Field(None, description="any of these words occurs (case-insensitive, "
                                                                     "whole word)"), _keywords, needs_signals=False),

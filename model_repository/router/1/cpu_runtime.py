@@ -49,14 +49,15 @@ def select_runtime(requested: str, flags: frozenset[str]) -> str:
     return requested
 
 
-def load_runner(runtime: str, onnx_path: Path, output_names: list[str], threads: int, spinning: str):
-    """(run, description) for `runtime`: run(ids, mask) -> {name: array} over `output_names`."""
+def load_runner(runtime: str, onnx_path: Path, input_names, output_names, threads: int, spinning: str):
+    """(run, description) for `runtime`: run(ids, mask) -> {name: array} over `output_names`;
+    `input_names` are the graph's (token ids, then the mask)."""
     if runtime == "onnxruntime-fp32":
-        return _onnxruntime_runner(onnx_path, output_names, threads, spinning)
+        return _onnxruntime_runner(onnx_path, input_names, output_names, threads, spinning)
     if runtime == "onnxruntime-bf16-emulated":
-        run, described = _onnxruntime_runner(bf16_rounded_graph(onnx_path), output_names, threads, spinning)
+        run, described = _onnxruntime_runner(bf16_rounded_graph(onnx_path), input_names, output_names, threads, spinning)
         return run, described.replace("fp32", "fp32 with MatMul/Gemm inputs and outputs rounded to bf16 (emulation)")
-    return _openvino_runner(onnx_path, output_names, threads, precision=OPENVINO_PRECISION[runtime])
+    return _openvino_runner(onnx_path, input_names, output_names, threads, precision=OPENVINO_PRECISION[runtime])
 
 
 def bf16_rounded_graph(onnx_path) -> bytes:
@@ -108,7 +109,7 @@ def bf16_rounded_graph(onnx_path) -> bytes:
     return model.SerializeToString()
 
 
-def _onnxruntime_runner(onnx_path, output_names, threads, spinning):
+def _onnxruntime_runner(onnx_path, input_names, output_names, threads, spinning):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -121,12 +122,12 @@ def _onnxruntime_runner(onnx_path, output_names, threads, spinning):
     session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
     def run(ids, mask):
-        return dict(zip(output_names, session.run(output_names, {"input_ids": ids, "attention_mask": mask})))
+        return dict(zip(output_names, session.run(output_names, dict(zip(input_names, (ids, mask))))))
 
     return run, f"ONNX Runtime {ort.__version__} fp32, {threads} intra-op threads"
 
 
-def _openvino_runner(onnx_path, output_names, threads, precision):
+def _openvino_runner(onnx_path, input_names, output_names, threads, precision):
     import numpy as np
     import openvino as ov
 
@@ -140,7 +141,7 @@ def _openvino_runner(onnx_path, output_names, threads, precision):
     effective = compiled.get_property("INFERENCE_PRECISION_HINT").to_string()  # f32 where the CPU lacks bf16
 
     def run(ids, mask):
-        result = request.infer({"input_ids": ids, "attention_mask": mask})
+        result = request.infer(dict(zip(input_names, (ids, mask))))
         # The request's buffers are reused by the next infer: copy before handing them out.
         return {name: np.array(result[port]) for name, port in zip(output_names, outputs)}
 
