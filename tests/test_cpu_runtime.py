@@ -13,7 +13,7 @@ import tritonclient.grpc as grpcclient
 from control.tritonserver import TritonServer
 from export.repository import COMMITTED_BACKEND_FILES
 from export.triton_config import CONFIG_FILE, ONNX_FILE, VERSION, parse_config
-from modelspec import labels
+from modelspec import interface
 from modelspec.interface import INPUT_NAMES, OUTPUT_NAMES
 from tests.conftest import free_ports
 from tests.test_triton import TEXTS, encode, in_process, infer_inputs, session, tokenizer  # noqa: F401 — fixtures
@@ -62,14 +62,14 @@ def repository_with_runtime(model_repository, folder, runtime: str):
     """The session repository's router (same ONNX file and config) with `cpu_runtime` set."""
     from google.protobuf import text_format
 
-    version_dir = folder / labels.MODEL_NAME / VERSION
+    version_dir = folder / interface.MODEL_NAME / VERSION
     version_dir.mkdir(parents=True)
-    (version_dir / ONNX_FILE).symlink_to((model_repository / labels.MODEL_NAME / VERSION / ONNX_FILE).resolve())
+    (version_dir / ONNX_FILE).symlink_to((model_repository / interface.MODEL_NAME / VERSION / ONNX_FILE).resolve())
     for source in COMMITTED_BACKEND_FILES:
         shutil.copyfile(source, version_dir / source.name)
-    config = parse_config((model_repository / labels.MODEL_NAME / CONFIG_FILE).read_text())
+    config = parse_config((model_repository / interface.MODEL_NAME / CONFIG_FILE).read_text())
     config.parameters["cpu_runtime"].string_value = runtime
-    (folder / labels.MODEL_NAME / CONFIG_FILE).write_text(text_format.MessageToString(config))
+    (folder / interface.MODEL_NAME / CONFIG_FILE).write_text(text_format.MessageToString(config))
     return folder
 
 
@@ -80,9 +80,9 @@ def test_each_runtime_serves_the_same_tensors(runtime, model_repository, tmp_pat
     ids, mask = encode(tokenizer, TEXTS)
     with TritonServer(repo, *free_ports(3), log_file=log) as server, \
             grpcclient.InferenceServerClient(server.grpc_url) as client:
-        ragged = [client.infer(labels.MODEL_NAME, infer_inputs(grpcclient, ids[i:i + 1, :mask[i].sum()], mask[i:i + 1, :mask[i].sum()]))
+        ragged = [client.infer(interface.MODEL_NAME, infer_inputs(grpcclient, ids[i:i + 1, :mask[i].sum()], mask[i:i + 1, :mask[i].sum()]))
                   for i in range(len(TEXTS))]
-        whole = client.infer(labels.MODEL_NAME, infer_inputs(grpcclient, ids, mask))
+        whole = client.infer(interface.MODEL_NAME, infer_inputs(grpcclient, ids, mask))
     assert f"on {runtime} (" in log.read_text()
     tolerance = TOLERANCE["fp32" if runtime.endswith("fp32") else "bf16"]
     expected = in_process(session, ids, mask)
@@ -97,7 +97,7 @@ def test_each_runtime_serves_the_same_tensors(runtime, model_repository, tmp_pat
 def test_bf16_emulation_rounds_like_bf16(model_repository, session, tokenizer):  # noqa: F811
     """Not a no-op (fp32 would agree to 1e-5) and within what bf16 hardware gave in issue 18."""
     ids, mask = encode(tokenizer, TEXTS)
-    run, _ = cpu_runtime.load_runner("onnxruntime-bf16-emulated", model_repository / labels.MODEL_NAME / VERSION / ONNX_FILE,
+    run, _ = cpu_runtime.load_runner("onnxruntime-bf16-emulated", model_repository / interface.MODEL_NAME / VERSION / ONNX_FILE,
                                      list(INPUT_NAMES), list(OUTPUT_NAMES), 1, "0")
     emulated, expected = run(ids, mask), in_process(session, ids, mask)
     changes = {name: float(np.abs(emulated[name] - expected[name]).max()) for name in OUTPUT_NAMES}
