@@ -179,7 +179,7 @@ def router_copy(model_repository, repo, **parameters: str | None):
     """`repo`/router: the exported router with these config parameters changed (None: removed)."""
     source, model = model_repository / MODEL, repo / MODEL
     (model / VERSION).mkdir(parents=True, exist_ok=True)
-    for name in ("model.py", ONNX_FILE):
+    for name in ("model.py", "cpu_runtime.py", ONNX_FILE):  # model.py imports cpu_runtime.py beside it
         link = model / VERSION / name
         if not link.exists():
             link.symlink_to((source / VERSION / name).resolve())
