@@ -1,0 +1,132 @@
+"""Prompts → the router's own `embedding`, through Triton and control.signals.Classifier exactly
+as the gateway reads a prompt (the default classifier budget: the same chunks, the same fold),
+so a profile's neighbours live in the space the gateway queries.
+
+Embeddings are cached per text (sha256) under .cache/selection/, keyed by the served model's
+export stamp too: re-running a build or an evaluation does not pay for the encoder again, and
+another model never reuses stale vectors.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import socket
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from control.reading import ReadBudget
+from control.resilience import ClassifierBudget
+
+BATCH = 32
+IN_FLIGHT = 4
+CACHE_DIR = Path(".cache") / "selection"
+
+
+def text_key(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+async def _embed_uncached(texts: list[str], triton_url: str) -> dict[str, np.ndarray]:
+    from tqdm import tqdm
+
+    from control.signals import Classifier
+
+    defaults = ClassifierBudget()
+    budget = ReadBudget(defaults.read_tokens, defaults.jailbreak_tokens)
+    clf = Classifier(triton_url)
+    await clf.start()
+    out: dict[str, np.ndarray] = {}
+    gate = asyncio.Semaphore(IN_FLIGHT)
+    bar = tqdm(total=len(texts), desc="embed via Triton", unit="prompt", file=sys.stderr, mininterval=10)
+
+    async def one(batch: list[str]) -> None:
+        async with gate:
+            signals = await clf.classify(batch, budget)
+        out.update((t, s.embedding) for t, s in zip(batch, signals))
+        bar.update(len(batch))
+
+    try:
+        await asyncio.gather(*(one(texts[i:i + BATCH]) for i in range(0, len(texts), BATCH)))
+    finally:
+        bar.close()
+        await clf.close()
+    return out
+
+
+def embed_texts(texts: list[str], triton_url: str, cache_tag: str = "default") -> np.ndarray:
+    """(len(texts), dim) float32, unit-norm rows; cached texts are not sent again."""
+    cache = EmbeddingCache(CACHE_DIR / f"{cache_tag}.npz")
+    missing = list(dict.fromkeys(t for t in texts if cache.get(t) is None))
+    if missing:
+        # in slices, saved after each, so an interrupted run keeps what it paid for
+        for start in range(0, len(missing), 2048):
+            part = asyncio.run(_embed_uncached(missing[start:start + 2048], triton_url))
+            cache.update(part)
+            cache.save()
+    return np.stack([cache.get(t) for t in texts]).astype(np.float32)
+
+
+class EmbeddingCache:
+    def __init__(self, path: Path):
+        self.path = path
+        self._rows: dict[str, np.ndarray] = {}
+        if path.exists():
+            with np.load(path) as z:
+                self._rows = dict(zip(z["keys"].tolist(), z["vectors"]))
+
+    def get(self, text: str) -> np.ndarray | None:
+        return self._rows.get(text_key(text))
+
+    def update(self, by_text: dict[str, np.ndarray]) -> None:
+        self._rows.update((text_key(t), v.astype(np.float32)) for t, v in by_text.items())
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp.npz")
+        np.savez(tmp, keys=np.array(list(self._rows)), vectors=np.stack(list(self._rows.values())))
+        tmp.replace(self.path)
+
+
+def _free_ports(count: int) -> list[int]:
+    socks = [socket.socket() for _ in range(count)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+@contextmanager
+def triton_url(given: str | None, model_repository: Path | None = None) -> Iterator[str]:
+    """The given Triton gRPC URL, or the bundled Triton on free ports serving our repository
+    (exported from the committed weights first when out of date), stopped on exit."""
+    if given:
+        yield given
+        return
+    from control.cli import DEFAULT_REPOSITORY
+    from control.tritonserver import TritonServer
+    from export.model import DEFAULT_WEIGHTS
+    from export.repository import build_repository, is_up_to_date
+
+    repo = Path(model_repository or DEFAULT_REPOSITORY)
+    if not is_up_to_date(repo, DEFAULT_WEIGHTS):
+        build_repository(DEFAULT_WEIGHTS, repo)
+    with TritonServer(repo, *_free_ports(3)) as server:
+        yield server.grpc_url
+
+
+def model_stamp() -> str:
+    """The served weights' digest (cache key): another model's embeddings are other vectors."""
+    from export.model import DEFAULT_WEIGHTS
+
+    digest = hashlib.sha256()
+    with open(DEFAULT_WEIGHTS, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
