@@ -18,12 +18,13 @@ import numpy as np
 
 from control.selection.curve import validation_score
 from control.selection.outcomes import Outcomes, load_outcomes, read_price_file
-from control.selection.profile import Profile, knn_estimate
+from control.selection.profile import Profile, head_estimate, knn_estimate
 
-K_GRID = (10, 25, 50, 100, 200)
+K_GRID = (10, 25, 50, 100, 200, 400)
 PRIOR_GRID = (1.0, 5.0, 20.0)
-TEMPERATURE_GRID = (0.02, 0.05, 0.2)
+TEMPERATURE_GRID = (0.02, 0.05, 0.2, 1.0)
 RIDGE_ALPHAS = (1.0, 10.0, 100.0)
+HEAD_SHARES = (0.5, 1.0)   # the head alone, or averaged with the best k-NN
 VALIDATION_SHARE = 5   # one prompt in five
 
 
@@ -49,17 +50,18 @@ def choose_parameters(emb: np.ndarray, out: Outcomes, prices: np.ndarray) -> dic
     y_train, known = out.scores[train], np.isfinite(out.scores[train])
     filled, means = np.where(known, y_train, 0.0).astype(np.float32), np.nan_to_num(np.nanmean(y_train, axis=0))
     queries, y_val = emb[complete_val], out.scores[complete_val]
-    trials = []
+    trials, knn_est = [], {}
     for k, prior, temperature in itertools.product(K_GRID, PRIOR_GRID, TEMPERATURE_GRID):
-        est = knn_estimate(emb[train], filled, known, means, queries, k, prior, temperature)
+        est = knn_est[k, prior, temperature] = knn_estimate(emb[train], filled, known, means, queries, k, prior, temperature)
         trials.append({"method": "knn", "k": k, "prior": prior, "temperature": temperature,
                        "score": round(validation_score(y_val, prices, est), 4)})
-    for alpha in RIDGE_ALPHAS:
-        head = fit_ridge(emb[train], out.scores[train], alpha)
-        est = np.clip(queries @ head["weights"] + head["bias"], 0, 1)
-        trials.append({"method": "head", "alpha": alpha, "score": round(validation_score(y_val, prices, est), 4)})
+    best_knn = max(trials, key=lambda t: t["score"])
+    knn_best_est = knn_est[best_knn["k"], best_knn["prior"], best_knn["temperature"]]
+    for alpha, share in itertools.product(RIDGE_ALPHAS, HEAD_SHARES):
+        est = share * head_estimate(fit_ridge(emb[train], out.scores[train], alpha), queries) + (1 - share) * knn_best_est
+        trials.append({"method": "head", "alpha": alpha, "head_share": share,
+                       "score": round(validation_score(y_val, prices, est), 4)})
     best = max(trials, key=lambda t: t["score"])
-    best_knn = max((t for t in trials if t["method"] == "knn"), key=lambda t: t["score"])
     return {"best": best, "best_knn": best_knn, "validation_prompts": int(complete_val.sum()),
             "train_prompts": int(train.sum()), "trials": trials}
 
@@ -76,7 +78,7 @@ def build_profile(out: Outcomes, emb: np.ndarray, name: str, force_method: str |
             "price_source": out.price_source, "validation": {k: v for k, v in choice.items() if k != "trials"},
             "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     profile = Profile(name, out.models, emb, out.scores, dict(out.prices), knn["k"], knn["prior"],
-                      knn["temperature"], head, meta)
+                      knn["temperature"], head, best.get("head_share", 1.0), meta)
     return profile, choice
 
 

@@ -36,7 +36,8 @@ class Profile:
     k: int = 50
     prior: float = 5.0
     temperature: float = 0.05
-    head: dict | None = None               # {"weights": (d, M), "bias": (M,)} → estimate = clip(e·W + b)
+    head: dict | None = None               # {"weights": (d, M), "bias": (M,)} → clip(e·W + b)
+    head_share: float = 1.0                # with a head: its share of the estimate (the rest: k-NN)
     meta: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -46,7 +47,9 @@ class Profile:
 
     @property
     def method(self) -> str:
-        return "head" if self.head is not None else "knn"
+        if self.head is None:
+            return "knn"
+        return "head" if self.head_share >= 1.0 else f"blend({self.head_share:g} head)"
 
     # --- estimates ---------------------------------------------------------------------------
 
@@ -58,10 +61,12 @@ class Profile:
     def estimate_batch(self, queries: np.ndarray, exclude_self: bool = False) -> np.ndarray:
         """(Q, M) expected scores for (Q, d) query embeddings; exclude_self drops each query's
         own row (leave-one-out, for queries that are the profile's own prompts)."""
-        if self.head is not None:
-            return np.clip(queries @ self.head["weights"] + self.head["bias"], 0.0, 1.0)
-        return knn_estimate(self.embeddings, self._filled, self._known, self.means, queries,
-                            self.k, self.prior, self.temperature, exclude_self)
+        head = None if self.head is None else head_estimate(self.head, queries)
+        if head is not None and self.head_share >= 1.0:
+            return head
+        knn = knn_estimate(self.embeddings, self._filled, self._known, self.means, queries,
+                           self.k, self.prior, self.temperature, exclude_self)
+        return knn if head is None else self.head_share * head + (1 - self.head_share) * knn
 
     # --- disk --------------------------------------------------------------------------------
 
@@ -76,6 +81,7 @@ class Profile:
         np.savez_compressed(directory / ARRAYS_FILE, **arrays)
         doc = {"format": FORMAT_VERSION, "name": self.name, "models": self.models, "prices": self.prices,
                "k": self.k, "prior": self.prior, "temperature": self.temperature, "method": self.method,
+               "head_share": self.head_share,
                "rows": int(len(self.embeddings)), "dim": int(self.embeddings.shape[1]), "meta": self.meta}
         (directory / JSON_FILE).write_text(json.dumps(doc, indent=1) + "\n")
         return directory
@@ -95,7 +101,11 @@ class Profile:
             head = {"weights": z["head_weights"], "bias": z["head_bias"]} if "head_weights" in z else None
             scores = z["scores"].astype(np.float32)
         return cls(doc["name"], doc["models"], emb, scores, doc.get("prices", {}), doc["k"], doc["prior"],
-                   doc["temperature"], head, doc.get("meta", {}))
+                   doc["temperature"], head, doc.get("head_share", 1.0), doc.get("meta", {}))
+
+
+def head_estimate(head: dict, queries: np.ndarray) -> np.ndarray:
+    return np.clip(queries @ head["weights"] + head["bias"], 0.0, 1.0)
 
 
 def knn_estimate(embeddings, filled, known, means, queries, k, prior, temperature, exclude_self=False,
