@@ -61,7 +61,8 @@ def two_model_apgr(scores, prices, est) -> dict:
 
     strong, weak = (1, 0) if prices[1] >= prices[0] else (0, 1)
     res = routing_metrics(est[:, strong] - est[:, weak], scores[:, weak], scores[:, strong])
-    return {k: v for k, v in res.items() if k != "curve"}
+    # undefined (NaN) when the two models score the same on average: null in the JSON
+    return {k: (v if not isinstance(v, float) or np.isfinite(v) else None) for k, v in res.items() if k != "curve"}
 
 
 def run_eval_selection(args) -> int:
