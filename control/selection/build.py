@@ -83,15 +83,14 @@ def build_profile(out: Outcomes, emb: np.ndarray, name: str, force_method: str |
 
 
 def run_profile_build(args) -> int:
-    from control.selection.embed import embed_texts, model_stamp, triton_url
+    from control.selection.embed import embed_texts
 
     out = load_outcomes(Path(args.outcomes))
     if getattr(args, "prices", None):
         out.prices, out.price_source = read_price_file(Path(args.prices), out.models)
     name = getattr(args, "name", None) or Path(args.out).name
     started = time.perf_counter()
-    with triton_url(getattr(args, "triton_url", None)) as url:
-        emb = embed_texts(out.prompts, url, model_stamp())
+    emb = embed_texts(out.prompts, getattr(args, "triton_url", None))
     embed_s = time.perf_counter() - started
     profile, choice = build_profile(out, emb, name, getattr(args, "method", None))
     profile.meta["embed_seconds"] = round(embed_s, 1)

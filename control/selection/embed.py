@@ -57,16 +57,17 @@ async def _embed_uncached(texts: list[str], triton_url: str) -> dict[str, np.nda
     return out
 
 
-def embed_texts(texts: list[str], triton_url: str, cache_tag: str = "default") -> np.ndarray:
-    """(len(texts), dim) float32, unit-norm rows; cached texts are not sent again."""
-    cache = EmbeddingCache(CACHE_DIR / f"{cache_tag}.npz")
+def embed_texts(texts: list[str], given_url: str | None = None) -> np.ndarray:
+    """(len(texts), dim) float32, unit-norm rows. Cached texts are not sent again, and Triton
+    (given_url, or the bundled one started here) is only needed when some text is new."""
+    cache = EmbeddingCache(CACHE_DIR / f"{model_stamp()}.npz")
     missing = list(dict.fromkeys(t for t in texts if cache.get(t) is None))
     if missing:
-        # in slices, saved after each, so an interrupted run keeps what it paid for
-        for start in range(0, len(missing), 2048):
-            part = asyncio.run(_embed_uncached(missing[start:start + 2048], triton_url))
-            cache.update(part)
-            cache.save()
+        with triton_url(given_url) as url:
+            # in slices, saved after each, so an interrupted run keeps what it paid for
+            for start in range(0, len(missing), 2048):
+                cache.update(asyncio.run(_embed_uncached(missing[start:start + 2048], url)))
+                cache.save()
     return np.stack([cache.get(t) for t in texts]).astype(np.float32)
 
 

@@ -66,7 +66,7 @@ def two_model_apgr(scores, prices, est) -> dict:
 
 
 def run_eval_selection(args) -> int:
-    from control.selection.embed import embed_texts, model_stamp, triton_url
+    from control.selection.embed import embed_texts
 
     path = Path(args.outcomes)
     out = load_outcomes(path)
@@ -75,8 +75,7 @@ def run_eval_selection(args) -> int:
     if getattr(args, "prices", None):
         out.prices, out.price_source = read_price_file(Path(args.prices), out.models)
     profile = Profile.load(Path(getattr(args, "profile", None) or shipped_profile_for(path)))
-    with triton_url(getattr(args, "triton_url", None)) as url:
-        emb = embed_texts(out.prompts, url, model_stamp())
+    emb = embed_texts(out.prompts, getattr(args, "triton_url", None))
     result = evaluate(out, profile, emb)
     result["title"] = f"{profile.name} profile on {path.parent.name}/{path.name} ({result['prompts']} prompts)"
     out_dir = Path(getattr(args, "output_dir", None) or Path(".cache/selection/eval") / profile.name)
