@@ -20,7 +20,7 @@ from control.selection.curve import validation_score
 from control.selection.outcomes import Outcomes, load_outcomes, read_price_file
 from control.selection.profile import Profile, head_estimate, knn_estimate
 
-K_GRID = (10, 25, 50, 100, 200, 400)
+K_GRID = (10, 25, 50, 100, 200, 400, 800)
 PRIOR_GRID = (1.0, 5.0, 20.0)
 TEMPERATURE_GRID = (0.02, 0.05, 0.2, 1.0)
 RIDGE_ALPHAS = (1.0, 10.0, 100.0)
