@@ -56,7 +56,7 @@ async def route_match_load(triton_url: str, prompts: list[str], *, concurrency: 
                            seconds: float, cpu_pids: list[int] | None = None) -> LoadResult:
     """Query → embedding (Triton, micro-batched) → best route by cosine similarity, as the gateway does."""
     from control.routes import EmbeddingRoutes
-    from control.routing_config import EmbeddingRoute
+    from control.config.routing import EmbeddingRoute
 
     inner = Classifier(triton_url)
     await inner.start()

@@ -19,18 +19,17 @@ from control.auth import Authenticator, estimate_tokens
 from control.batching import BatchingClassifier
 from control.config import Backend, Config, ConfigError, load_config
 from control.cache import CachedResponse, InMemoryCache, ResponseCache, cache_key
-from control.candidates import narrow, reroute
+from control.decision.candidates import narrow, reroute
 from control.degrade import ClassifierGuard, degraded_headers
 from control.limits import PARSER_LIMITS, answer_and_close, check_messages, headers_middleware, read_json
 from control.openapi import openapi_handler
-from control.policy import apply_reasoning
 from control.protocol import AUTO_MODEL, APIError, ChatCompletionRequest, RouteRequest, validation_error
 from control.relay import Relay, Settle
 from control.reload import ConfigReloader, current, install_config, snapshot_middleware
 from control.router import Routed, Router
 from control.signals import Classifier, timed_ms
 from control.telemetry import TRACER
-from control.upstream import Upstream
+from control.upstream import Upstream, apply_reasoning
 
 log = logging.getLogger("semroute.gateway")
 CLIENT_CLOSED = "499"  # nginx's status for a client that left before the answer

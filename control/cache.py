@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from control.routing_config import CacheConfig
+from control.config.routing import CacheConfig
 
 
 @dataclass(frozen=True)

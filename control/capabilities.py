@@ -3,21 +3,13 @@
 Unknown means allowed: a capability left unset never removes a backend, so existing configs
 keep routing as before. The context window is the exception to "declare to restrict": when
 set, it is enforced on the request's estimated prompt tokens plus its max_tokens.
-Leaf-level (pydantic only): config.py embeds `Capabilities`, the gateway checks `Needs`.
+The schema is control/config/capabilities.py; here is what a request needs and the check.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict, Field
-
-
-class Capabilities(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    vision: bool | None = Field(None, description="accepts image parts (unset: unknown, allowed)")
-    tools: bool | None = Field(None, description="accepts tools / functions (unset: unknown, allowed)")
-    json_schema: bool | None = Field(None, description="accepts response_format json_schema (unset: unknown, allowed)")
-    context_window: int | None = Field(None, gt=0, description="tokens: estimated prompt + max_tokens must fit")
+from control.config.capabilities import Capabilities
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
 """Routing without the classifier: a time budget around it, a breaker, and a degraded decision.
 
 When Triton is unreachable, slow past `resilience.classifier.timeout_s`, or serves without the
-model, a `model: "auto"` request is still answered: the routing rules whose conditions need no
-signal (keywords, regex, tools, images, max_tokens, prompt length counted by the local
-tokenizer) are tried, then `routing.default`. The response says so in `x-semroute-degraded`.
+model, a `model: "auto"` request is still answered by the decision core without signals: the
+routing rules whose conditions need no signal (keywords, regex, tools, images, max_tokens,
+prompt length counted by the local tokenizer) are tried, then `routing.default`. The response
+says so in `x-semroute-degraded`.
 After repeated failures a breaker skips the classifier for a cooldown (no request waits out
 the budget meanwhile), then lets one request probe it.
 
@@ -14,24 +15,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-import numpy as np
 from prometheus_client import Counter
 
 from control.config import Config
-from control.policy import Candidate, Decision, RequestFeatures, matches, split
+from control.decision import Blocked
 from control.protocol import AUTO_MODEL, APIError, ChatCompletionRequest
 from control.resilience import CircuitBreaker
-from control.router import Routed, Router
-from control.signals import ReadInfo, Signals
+from control.router import Routed, Router, features_of
 
 log = logging.getLogger("semroute.degrade")
 DEGRADED = Counter("semroute_degraded_total", "model=auto requests routed without the classifier", ["reason"])
 CLASSIFIER_CODES = ("classifier_unavailable", "classifier_timeout")
-# Conditions a rule may use and still be applied without the classifier.
-SIGNAL_FREE = {"keywords", "regex", "tools", "images", "min_max_tokens", "min_prompt_tokens", "max_prompt_tokens"}
 
 
 @dataclass
@@ -94,9 +90,13 @@ class ClassifierGuard:
     async def degraded(self, router: Router, chat: ChatCompletionRequest, config: Config, err: APIError) -> Routed:
         text = chat.routing_text(config.routing.sessions.context_turns)
         tokens = await router.classifier.count_tokens(text)  # the local tokenizer needs no Triton; off the loop
-        features = RequestFeatures(prompt=text, prompt_tokens=tokens, tools=chat.has_tools(),
-                                   images=chat.has_images(), max_tokens=chat.requested_max_tokens())
-        decision = degraded_decision(features, config, err.code, err.message)
+        try:
+            decision = router.decide(None, features_of(chat, text, tokens), None)
+        except Blocked as blocked:
+            raise APIError(503, f"the classifier is unavailable ({err.message}) and {blocked.message}",
+                           type="service_unavailable", code=err.code) from None
+        decision = replace(decision, reason=f"degraded ({err.code}: {err.message}): {decision.reason} without the "
+                                            "classifier", confidence=0.0)
         DEGRADED.labels(reason=err.code).inc()
         return DegradedRouted(decision, None, text=text, degraded=err.code)
 
@@ -107,36 +107,6 @@ class ClassifierGuard:
         return None
 
 
-def degraded_decision(features: RequestFeatures, config: Config, code: str, why: str) -> Decision:
-    """The first signal-free rule that matches, else routing.default; PII-safe backends only."""
-    routing = config.routing
-    backends, rule, reason = [routing.default], "default", "routing.default"
-    for candidate in sorted(routing.rules, key=lambda r: -r.priority):
-        if signal_free(candidate.when) and matches(candidate.when, BLANK, features, routing.min_confidence) is not None:
-            backends, rule, reason = split(candidate, random.random()), f"rule:{candidate.name}", f"rule '{candidate.name}'"
-            break
-    allowed = [b for b in dict.fromkeys(backends + [routing.default]) if config.backend(b).pii == "allow"]
-    if not allowed:
-        raise APIError(503, f"the classifier is unavailable ({why}) and no candidate backend may receive "
-                            "unchecked PII", type="service_unavailable", code=code)
-    out_tokens = features.max_tokens if features.max_tokens is not None else routing.expected_output_tokens
-    costs = tuple(Candidate(b, config.backend(b).model, config.backend(b).price.cost(features.prompt_tokens, out_tokens))
-                  for b in allowed)
-    return Decision(backend=allowed[0], model=config.backend(allowed[0]).model, rule=rule,
-                    reason=f"degraded ({code}: {why}): {reason} without the classifier",
-                    candidates=tuple(allowed), costs=costs, confidence=0.0)
-
-
-def signal_free(when) -> bool:
-    given = {name for name, value in when if value is not None and name != "min_confidence"}
-    return given <= SIGNAL_FREE
-
-
 def degraded_headers(routed: Routed) -> dict[str, str]:
     """`x-semroute-degraded: <reason code>` on answers routed without the classifier."""
     return {"x-semroute-degraded": routed.degraded} if isinstance(routed, DegradedRouted) else {}
-
-
-# Stands in for signals in signal-free rules: `matches` reads top labels and PII eagerly.
-BLANK = Signals(domain={"none": 0.0}, task={"none": 0.0}, jailbreak_prob=0.0, strong_prob=0.0, pii=[],
-                read=ReadInfo(0, 0, 0), embedding=np.zeros(1, dtype=np.float32))

@@ -23,6 +23,11 @@ class Language:
     code: str          # ISO 639-1 where the language has one (fastText's label otherwise, e.g. "ceb")
     confidence: float
 
+    @property
+    def determined_code(self) -> str:
+        """The code, or 'und' where the detector is not sure (code, a word or two)."""
+        return self.code if self.confidence >= MIN_CONFIDENCE else "und"
+
 
 @lru_cache(maxsize=1)
 def _detector():

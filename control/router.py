@@ -1,5 +1,5 @@
-"""Decision: request → signals (Triton) → policy, with the state the pure policy must not hold:
-the served model's labels and calibration, embedding routes, and conversations' backends."""
+"""Routing: request → signals (Triton) → the decision core, with the state the pure core must not
+hold: the served model's labels and calibration, embedding routes, and conversations' backends."""
 from __future__ import annotations
 
 import random
@@ -10,8 +10,10 @@ from tritonclient.utils import InferenceServerException
 
 from control import metrics
 from control.config import Config
-from control.policy import Blocked, Decision, PolicyContext, RequestFeatures, decide, passthrough
+from control.decision import Blocked, Decision, PolicyContext, RequestFeatures, decide, passthrough
+from control.decision.selector import check_selectors
 from control.protocol import AUTO_MODEL, APIError, ChatCompletionRequest
+from control.categories import CustomCategories
 from control.routes import EmbeddingRoutes
 from control.sessions import SessionStore, session_draw
 from control.reading import ReadBudget
@@ -30,9 +32,11 @@ class Routed:
 
 class Router:
     def __init__(self, config: Config, classifier: Classifier):
+        check_selectors(config)
         self.config = config
         self.classifier = classifier
         self.routes = EmbeddingRoutes(config.routes)
+        self.categories = CustomCategories(config.categories)
         self.sessions = SessionStore(config.routing.sessions.max_sessions)
         self._started = False
 
@@ -46,6 +50,7 @@ class Router:
             raise ValueError("routing.strong.target_share needs a model with a strong_prob calibration table; "
                              "use routing.strong.threshold or re-export the model")
         await self.routes.prepare(self.classifier)
+        await self.categories.prepare(self.classifier)
         self._started = True
 
     async def classify(self, text: str) -> tuple[Signals, float]:
@@ -57,7 +62,8 @@ class Router:
         except (InferenceServerException, ConnectionError, OSError) as exc:
             raise APIError(503, f"the classifier (Triton at {self.classifier.triton_url}) is unavailable: {exc}",
                            type="service_unavailable", code="classifier_unavailable") from None
-        signals = replace(signals, routes=self.routes.match(signals.embedding))
+        signals = replace(signals, routes=self.routes.match(signals.embedding),
+                          categories=self.categories.predict(signals.embedding))
         elapsed = time.perf_counter() - start
         metrics.CLASSIFY_SECONDS.observe(elapsed)
         return signals, round(elapsed * 1000, 3)
@@ -71,23 +77,22 @@ class Router:
             return Routed(passthrough(self.config, chat.model))
         text = chat.routing_text(self.config.routing.sessions.context_turns)
         signals, classify_ms = await self.classify(text)
-        features = RequestFeatures(prompt=text, prompt_tokens=signals.read.tokens, tools=chat.has_tools(),
-                                   images=chat.has_images(), max_tokens=chat.requested_max_tokens())
         start = time.perf_counter()
-        decision = self.decide(signals, features, session_id)
+        try:
+            decision = self.decide(signals, features_of(chat, text, signals.read.tokens), session_id)
+        except Blocked as blocked:
+            metrics.BLOCKED.labels(reason=blocked.code).inc()
+            raise APIError(403, blocked.message, type="invalid_request_error", code=blocked.code) from None
         return Routed(decision, signals, classify_ms, round((time.perf_counter() - start) * 1000, 3), text)
 
-    def decide(self, signals: Signals, features: RequestFeatures, session_id: str | None) -> Decision:
+    def decide(self, signals: Signals | None, features: RequestFeatures, session_id: str | None) -> Decision:
+        """The core's decision (None signals: degraded); raises Blocked."""
         context = PolicyContext(
             strong_threshold=self.strong_threshold(),
             previous_backend=self.sessions.get(session_id),
             split_draw=session_draw(session_id, "split") if session_id else random.random(),
         )
-        try:
-            return decide(signals, features, self.config, context)
-        except Blocked as blocked:
-            metrics.BLOCKED.labels(reason=blocked.code).inc()
-            raise APIError(403, blocked.message, type="invalid_request_error", code=blocked.code) from None
+        return decide(signals, features, self.config, context)
 
     def read_budget(self) -> ReadBudget:
         budget = self.config.resilience.classifier
@@ -103,3 +108,9 @@ class Router:
     def remember(self, session_id: str | None, decision: Decision) -> None:
         if self.config.routing.sessions.sticky and decision.rule != "passthrough":
             self.sessions.put(session_id, decision.backend)
+
+
+def features_of(chat: ChatCompletionRequest, text: str, prompt_tokens: int) -> RequestFeatures:
+    """What the decision reads of a chat request besides the signals."""
+    return RequestFeatures(prompt=text, prompt_tokens=prompt_tokens, tools=chat.has_tools(), images=chat.has_images(),
+                           max_tokens=chat.requested_max_tokens())

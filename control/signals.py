@@ -68,6 +68,7 @@ class Signals:
     read: ReadInfo
     embedding: np.ndarray = field(repr=False)
     routes: dict[str, float] = field(default_factory=dict)  # embedding routes matched → similarity
+    categories: dict[str, float] = field(default_factory=dict)  # custom category → probability (config `categories:`)
     harmful_prob: float = 0.0   # the request itself seeks harmful help (worst chunk)
     language: Language = Language("und", 0.0)
     reliable: bool = True       # false: the language is one the heads were not trained on
@@ -80,6 +81,11 @@ class Signals:
     @property
     def top_task(self) -> tuple[str, float]:
         return max(self.task.items(), key=lambda kv: kv[1])
+
+    @property
+    def top_category(self) -> tuple[str, float]:
+        """The most likely custom category, ("none", 0.0) when none is configured."""
+        return max(self.categories.items(), key=lambda kv: kv[1], default=("none", 0.0))
 
     def to_dict(self, with_embedding: bool = False) -> dict:
         out = asdict(self)

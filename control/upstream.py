@@ -135,3 +135,17 @@ def too_large(backend: Backend) -> APIError:
     return APIError(502, f"backend '{backend.name}' answered more than {backend.max_response_bytes} bytes "
                          "(max_response_bytes); the answer was cut", type="upstream_error",
                     code="upstream_response_too_large")
+
+
+def apply_reasoning(body: dict, family: str | None, setting: bool | str | None) -> dict:
+    """Set the backend's reasoning switch in the upstream body (no-op when either is unset)."""
+    if family is None or setting is None:
+        return body
+    on = setting is not False
+    if family == "qwen3":
+        body["chat_template_kwargs"] = {**body.get("chat_template_kwargs", {}), "enable_thinking": on}
+    elif family == "deepseek":
+        body["thinking"] = {"type": "enabled" if on else "disabled"}
+    elif family == "openai":
+        body["reasoning_effort"] = setting if isinstance(setting, str) else ("medium" if on else "minimal")
+    return body

@@ -2,7 +2,7 @@
 import numpy as np
 
 from control.cache import CachedResponse, InMemoryCache, cache_key
-from control.routing_config import CacheConfig
+from control.config.routing import CacheConfig
 
 
 def unit(*values) -> np.ndarray:

@@ -41,6 +41,9 @@ BACKEND = "backends: [{name: a, url: 'http://localhost:1/v1', model: m}]\n"
     (BACKEND + "routing: {default: a, rules: [{name: r, backends: [a], when: {regex: '('}}]}", "not a valid regular expression"),
     (BACKEND + "routing: {default: a, rules: [{name: r, backends: [a], weights: {b: 1}}]}", "weights name backends not in"),
     (BACKEND + "routing: {default: a, rules: [{name: r, backends: [a], when: {route: [x]}}]}", "'x' is not a configured route"),
+    (BACKEND + "routing: {default: a, rules: [{name: r, backends: [a], when: {category: [x]}}]}",
+     "routing.rules.r.when.category: 'x' is not a configured category"),
+    (BACKEND + "categories: [{name: c, examples: [one, two]}]\nrouting: {default: a}", "at least 3 items"),
     (BACKEND + "routing: {default: a, strong: {backend: a}}", "exactly one of threshold or target_share"),
     (BACKEND + "routing: {default: a, rules: [{name: r, backends: [a]}, {name: r, backends: [a]}]}", "repeated: r"),
     ("backends: [{name: a, url: 'http://x/v1', model: m, pii: sometimes}]\nrouting: {default: a}", "backends.0.pii"),
@@ -76,7 +79,7 @@ def test_regex_re2_cannot_run_is_refused_naming_the_rule(tmp_path, pattern):
 
 def test_config_regex_is_linear_time():
     """The policy's regex match runs on RE2: (a+)+$ on 50,000 "a" + "!" returns (Python's re never does)."""
-    from control.routing_config import When
+    from control.config.when import When
     assert When(regex="(a+)+$").pattern.search("a" * 50_000 + "!") is None
     assert When(regex=r"(?i)\bselect\b.+\bfrom\b").pattern.search("Select x FROM t") is not None
 

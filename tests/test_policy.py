@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from control.config import Config
-from control.policy import RequestFeatures, decide
+from control.decision import RequestFeatures, decide
 from control.signals import PiiSpan, ReadInfo, Signals
 
 CONFIG = Config.model_validate({

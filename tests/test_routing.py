@@ -178,3 +178,26 @@ def test_sticky_session_keeps_backend_unless_clearly_needed(triton):
     assert [r.decision.backend for r in routed[:2]] == ["coder", "coder"]
     assert routed[1].decision.rule == "sticky"
     assert routed[2].decision.backend == "mathy" and routed[2].decision.confidence >= 0.6
+
+
+SUPPORT = {"billing": ["Why was I charged twice this month?", "Can I get an invoice for my last payment?",
+                       "My credit card was billed the wrong amount", "How do I update my payment method?",
+                       "I want a refund for the subscription renewal", "Please cancel the automatic payment"],
+           "shipping": ["Where is my package?", "My order hasn't arrived yet, it's been two weeks",
+                        "Can I change the delivery address for my order?", "The tracking number doesn't work",
+                        "Do you offer express delivery?", "Why is my shipment stuck in customs?"]}
+
+
+def test_custom_categories_from_examples_route_unseen_prompts(triton, tmp_path):
+    cfg = Config.model_validate({**config().model_dump(mode="json", exclude={"routing", "categories"}),
+                                 "categories": [{"name": n, "examples": ex} for n, ex in SUPPORT.items()],
+                                 "routing": {"default": "cheap", "rules": [
+                                     {"name": "billing", "when": {"category": ["billing"]}, "backends": ["a"]},
+                                     {"name": "shipping", "when": {"category": ["shipping"]}, "backends": ["b"]}]}})
+    prompts = ["I see two identical payments on my card", "The package says delivered but I don't have it",
+               "Write a haiku about autumn leaves."]
+    routed = run(route_all(cfg, triton.grpc_url, [user(p) for p in prompts]))
+    assert [r.decision.backend for r in routed] == ["a", "b", "cheap"], [r.signals.categories for r in routed]
+    billing = routed[0].signals.categories
+    assert billing["billing"] > 0.5 > billing["shipping"] and "other" not in billing
+    assert max(routed[2].signals.categories.values()) < 0.5  # none of them: the background class takes it

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from control.config import Config
 from control.language import Language, reliability
 from control.pii import PiiSpan
-from control.policy import Blocked, RequestFeatures, decide
+from control.decision import Blocked, RequestFeatures, decide
 from control.signals import ReadInfo, Signals
 
 BACKENDS = [{"name": "cloud", "url": "http://localhost:1/c", "model": "cloud-id", "pii": "block"},

@@ -9,7 +9,7 @@ backend answers instead). Pattern PII spans are validated and act in every langu
 from __future__ import annotations
 
 from control.pii import PiiSpan
-from control.routing_config import Safety
+from control.config.routing import Safety
 
 # (signal, threshold knob, error code, what the block message calls it)
 SAFETY_SIGNALS = (

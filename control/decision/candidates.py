@@ -3,7 +3,7 @@
 Every filter (PII policy, capabilities, the client key's backends, open circuits) goes through
 `narrow`, so the reason always names what was dropped and why, and the reported saving is
 only ever computed against a backend that could have served this request (`saving_against`).
-Works on policy.Decision by field name (dataclasses.replace), so policy can use it without a cycle.
+Works on a Decision by field name (dataclasses.replace).
 """
 from __future__ import annotations
 
