@@ -19,7 +19,7 @@ from typing import Iterator
 import numpy as np
 
 from control.reading import ReadBudget
-from control.resilience import ClassifierBudget
+from control.config.resilience import ClassifierBudget
 
 BATCH = 32
 IN_FLIGHT = 4
