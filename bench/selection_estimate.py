@@ -21,12 +21,14 @@ REPO = Path(__file__).resolve().parents[1]
 QUERIES = 300
 
 
-def per_estimate_us(profile: Profile, queries: np.ndarray) -> dict:
-    profile.estimate(queries[0])  # warm
+def per_estimate_us(profile: Profile, queries: np.ndarray, all_blas_threads: bool = False) -> dict:
+    # all_blas_threads: the same estimate without the one-BLAS-thread limit Profile.estimate sets
+    one = (lambda q: profile.estimate_batch(q[None, :])) if all_blas_threads else profile.estimate
+    one(queries[0])  # warm
     samples = []
     for q in queries:
         t = time.perf_counter()
-        profile.estimate(q)
+        one(q)
         samples.append((time.perf_counter() - t) * 1e6)
     samples.sort()
     return {"median_us": round(statistics.median(samples), 1), "p99_us": round(samples[int(0.99 * len(samples))], 1)}
@@ -43,9 +45,11 @@ def measure(directory: Path) -> dict:
                 "blend": Profile(base.name, base.models, base.embeddings, base.scores, k=base.k, prior=base.prior,
                                  temperature=base.temperature, head=head, head_share=0.5)}
     out = {name: per_estimate_us(p, queries) for name, p in variants.items()}
+    out["knn_all_blas_threads"] = per_estimate_us(variants["knn"], queries, all_blas_threads=True)
     for name in out:
         out[name]["x_head"] = round(out[name]["median_us"] / out["head"]["median_us"], 1)
-    return {"profile": str(directory), "rows": len(base.embeddings), "models": len(base.models), "k": base.k,
+    import os
+    return {"profile": str(directory), "load_avg_1m": round(os.getloadavg()[0], 1), "rows": len(base.embeddings), "models": len(base.models), "k": base.k,
             "shipped_method": base.method, **out}
 
 

@@ -54,8 +54,13 @@ class Profile:
     # --- estimates ---------------------------------------------------------------------------
 
     def estimate(self, embedding: np.ndarray) -> dict[str, float]:
-        """Each model's expected score for one prompt (its unit-norm embedding)."""
-        row = self.estimate_batch(np.asarray(embedding, dtype=np.float32)[None, :])[0]
+        """Each model's expected score for one prompt (its unit-norm embedding).
+
+        One BLAS thread: for one query a multi-threaded matrix-vector product only adds
+        hand-offs, and on a loaded machine costs ~10× (3.3 ms against 0.3 ms measured on 2
+        busy cores, bench/RESULTS.md)."""
+        with _single_blas_thread():
+            row = self.estimate_batch(np.asarray(embedding, dtype=np.float32)[None, :])[0]
         return {m: round(float(v), 4) for m, v in zip(self.models, row)}
 
     def estimate_batch(self, queries: np.ndarray, exclude_self: bool = False) -> np.ndarray:
@@ -102,6 +107,17 @@ class Profile:
             scores = z["scores"].astype(np.float32)
         return cls(doc["name"], doc["models"], emb, scores, doc.get("prices", {}), doc["k"], doc["prior"],
                    doc["temperature"], head, doc.get("head_share", 1.0), doc.get("meta", {}))
+
+
+_blas = None
+
+
+def _single_blas_thread():
+    global _blas
+    if _blas is None:
+        from threadpoolctl import ThreadpoolController
+        _blas = ThreadpoolController()
+    return _blas.limit(limits=1, user_api="blas")
 
 
 def head_estimate(head: dict, queries: np.ndarray) -> np.ndarray:
