@@ -134,3 +134,23 @@ def test_quality_needs_exactly_one_of_tolerance_or_lambda(stubs, tmp_path):
     config = learned_config(stubs, quality={"profile": "multi_model", "tolerance": 0.1, "lambda": 0.2})
     with pytest.raises(ConfigError, match="exactly one of tolerance or lambda"):
         load_config(_write(tmp_path, config))
+
+
+def test_readme_learned_selection_config_loads_and_names_real_profile_models(tmp_path):
+    """The README's quality/budget example is a config that loads, and its backends' profile
+    models are models of the shipped profile (each commented alternative too)."""
+    from tests.conftest import REPO_ROOT
+
+    readme = (REPO_ROOT / "README.md").read_text()
+    section = readme[readme.index("### Learned selection"):]
+    block = section[section.index("```yaml\n") + 8:section.index("```", section.index("```yaml\n") + 8)]
+    variants = [block]
+    for key in ("lambda", "budget"):
+        commented = next(line for line in block.splitlines() if line.strip().startswith(f"# {key}:")
+                         or line.strip().startswith("# quality:") and f"{key}:" in line)
+        chosen = commented.replace("# ", "", 1).split("  #")[0]   # uncommented, its own comment dropped
+        variants.append("\n".join(chosen if line.strip().startswith("quality:") else line for line in block.splitlines()))
+    for text in variants:
+        path = tmp_path / "readme.yaml"
+        path.write_text(text)
+        check_profiles(load_config(path))
