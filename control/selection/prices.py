@@ -53,7 +53,7 @@ def mmlu_pro_prices(models: list[str]) -> tuple[dict[str, float], dict[str, str]
     for model in models:
         if model in LIST_PRICES:
             inp, out, why = LIST_PRICES[model]
-            prices[model], sources[model] = inp + out, f"list price: {why}"
+            prices[model], sources[model] = round(inp + out, 6), f"list price: {why}"
         else:
             billions = PARAMETERS_B.get(model) or _size_from_name(model)
             if billions is None:
