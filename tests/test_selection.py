@@ -166,3 +166,54 @@ def test_budget_is_pacing_not_a_cap():
     assert pacer.lam > before  # and makes later picks cheaper
     with pytest.raises(ValueError):
         BudgetPacer(0.0)
+
+
+# --- the selectors inside the decision core (pure: a stored prompt embedding, no Triton) ------
+
+def _decision_config(with_profiles: bool = True, **routing):
+    from control.config import Config
+
+    def backend(name, price, profile, pii="allow"):
+        out = {"name": name, "url": f"http://{name}.invalid/v1", "model": name, "price": {"input": price, "output": price}, "pii": pii}
+        return {**out, "profile": profile} if with_profiles else out
+    return Config.model_validate({"backends": [backend("cheap", 0.05, "gemma-2-9b-it"),
+                                               backend("coder", 0.1, "qwen2.5-7b-instruct", pii="block"),
+                                               backend("strong", 0.45, "llama-3.1-nemotron-51b-instruct")],
+                                  "routing": {"default": "cheap", **routing}})
+
+
+def _signals_near_a_qwen_prompt(pii):
+    """Signals whose embedding is a profiled prompt on which qwen's estimate leads by a margin."""
+    from control.signals import ReadInfo, Signals
+    from control.selection.runtime import load_profile
+
+    profile = load_profile("multi_model")
+    est = profile.estimate_batch(profile.embeddings[:2000])
+    qwen = profile.models.index("qwen2.5-7b-instruct")
+    margin = est[:, qwen] - np.delete(est, qwen, axis=1).max(axis=1)
+    row = int(np.argmax(margin))
+    assert margin[row] > 0.05
+    return Signals(domain={"math": 1.0}, task={"coding": 1.0}, jailbreak_prob=0.0, strong_prob=0.5, pii=pii,
+                   read=ReadInfo(20, 1, 256), embedding=profile.embeddings[row])
+
+
+def test_quality_ranking_is_still_narrowed_by_pii():
+    from control.decision import RequestFeatures, decide
+    from control.pii import PiiSpan
+
+    request = RequestFeatures(prompt="x", prompt_tokens=20)
+    clean = decide(_signals_near_a_qwen_prompt([]), request, _decision_config(quality={"profile": "multi_model", "tolerance": 0.0}))
+    assert clean.rule == "quality" and clean.backend == "coder"
+    ranking = [c["backend"] for c in clean.details["quality"]["candidates"]]
+    email = PiiSpan("EMAIL_ADDRESS", 0, 7, "a@b.org", "pattern", 1.0)
+    with_pii = decide(_signals_near_a_qwen_prompt([email]), request, _decision_config(quality={"profile": "multi_model", "tolerance": 0.0}))
+    assert with_pii.rule == "quality" and "coder" in with_pii.dropped
+    assert with_pii.backend == ranking[1]   # the next in the quality ranking, not the default
+
+
+def test_quality_without_any_profiled_backend_leaves_the_decision_to_the_default():
+    from control.decision import RequestFeatures, decide
+
+    decision = decide(_signals_near_a_qwen_prompt([]), RequestFeatures(prompt="x", prompt_tokens=20),
+                      _decision_config(with_profiles=False, quality={"profile": "multi_model", "lambda": 0.1}))
+    assert decision.rule == "default" and decision.backend == "cheap"

@@ -39,6 +39,8 @@ class Quality(Selector):
         backends, estimates, profile = _estimates(ask, settings)
         scored = [Scored(b.name, estimates.get(b.profile) if b.profile else None, b.price.input + b.price.output)
                   for b in backends]
+        if not any(s.score is not None for s in scored):
+            return None   # nothing to weigh: the next selector (or routing.default) answers
         if settings.tolerance is not None:
             chosen, setting = by_tolerance(scored, settings.tolerance), {"tolerance": settings.tolerance}
         else:
@@ -58,6 +60,8 @@ class Budget(Selector):
         out_tokens = ask.request.max_tokens if ask.request.max_tokens is not None else ask.config.routing.expected_output_tokens
         costs = {b.name: b.price.cost(ask.request.prompt_tokens, out_tokens) for b in backends}
         scored = [Scored(b.name, estimates.get(b.profile) if b.profile else None, costs[b.name]) for b in backends]
+        if not any(s.score is not None for s in scored):
+            return None
         mean_cost = sum(costs.values()) / max(len(costs), 1)
         # λ starts where a 0.1 gain in expected score is worth this request's mean candidate cost
         pacer = runtime.pacer_for(settings) or runtime.start_pacer(settings, 0.1 / mean_cost if mean_cost > 0 else 1.0)

@@ -59,7 +59,7 @@ def candidates(config, settings) -> list:
     return [b for b in config.backends if getattr(b, "profile", None)]
 
 
-def pacer_for(settings, clock=None) -> BudgetPacer | None:
+def pacer_for(settings) -> BudgetPacer | None:
     """The pacer of this budget config (None until initial λ is known: see `start_pacer`)."""
     return _pacers.get(_pacer_key(settings))
 
