@@ -85,3 +85,10 @@ def test_profile_build_bad_table_is_a_clear_error(tmp_path):
     table.write_text("prompt,score\nhi,1\n")
     run = semroute("profile", "build", "--outcomes", table, "--out", tmp_path / "p", "--triton-url", "127.0.0.1:1", cwd=tmp_path)
     assert run.returncode == 2 and "missing: model" in run.stderr
+
+
+def test_profile_build_without_triton_is_a_clear_error(tmp_path):
+    table = tmp_path / "t.csv"
+    table.write_text(outcome_rows(CODE[:1], COOKING[:1]))
+    run = semroute("profile", "build", "--outcomes", table, "--out", tmp_path / "p", "--triton-url", "127.0.0.1:1", cwd=tmp_path)
+    assert run.returncode == 2 and "no router model at Triton 127.0.0.1:1" in run.stderr and "Traceback" not in run.stderr

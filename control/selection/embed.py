@@ -37,8 +37,15 @@ async def _embed_uncached(texts: list[str], triton_url: str) -> dict[str, np.nda
 
     defaults = ClassifierBudget()
     budget = ReadBudget(defaults.read_tokens, defaults.jailbreak_tokens)
+    from tritonclient.utils import InferenceServerException
+
     clf = Classifier(triton_url)
-    await clf.start()
+    try:
+        await clf.start()
+    except InferenceServerException as exc:
+        await clf.close()
+        raise ConnectionError(f"no router model at Triton {triton_url}: {exc.message()} "
+                              f"(omit --triton-url to start the bundled Triton)") from None
     out: dict[str, np.ndarray] = {}
     gate = asyncio.Semaphore(IN_FLIGHT)
     bar = tqdm(total=len(texts), desc="embed via Triton", unit="prompt", file=sys.stderr, mininterval=10)
