@@ -15,12 +15,12 @@ from control.decision.selector import check_selectors
 from control.selection.runtime import check_profiles
 from control.protocol import AUTO_MODEL, APIError, ChatCompletionRequest
 from control.categories import CustomCategories
+from control.embedding_routes import EmbeddingRoutes
 from control.health import HealthBoard
-from control.routes import EmbeddingRoutes
 from control.sessions import SessionStore, session_draw
 from control.reading import ReadBudget
 from control.signals import Classifier, Signals
-from export.calibration import threshold_for
+from modelspec.calibration import threshold_for
 
 
 @dataclass
