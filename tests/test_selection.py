@@ -217,3 +217,17 @@ def test_quality_without_any_profiled_backend_leaves_the_decision_to_the_default
     decision = decide(_signals_near_a_qwen_prompt([]), RequestFeatures(prompt="x", prompt_tokens=20),
                       _decision_config(with_profiles=False, quality={"profile": "multi_model", "lambda": 0.1}))
     assert decision.rule == "default" and decision.backend == "cheap"
+
+
+def test_apgr_agrees_with_the_strong_heads_evaluation():
+    """eval-selection's APGR is computed as export/evaluate.py computes the strong head's."""
+    from export.metrics import routing_metrics
+
+    rng = np.random.default_rng(3)
+    weak, strong = rng.integers(0, 2, 500).astype(float), rng.integers(0, 2, 500).astype(float)
+    strong[:200] = 1.0
+    gain = (strong - weak) + rng.normal(0, 1.0, 500)
+    ours, theirs = curve.apgr(gain, weak, strong), routing_metrics(gain, weak, strong)
+    for key in ("apgr", "cpt_50", "cpt_80", "weak_score", "strong_score"):
+        assert ours[key] == pytest.approx(theirs[key], abs=1e-9)
+    assert curve.apgr(gain, weak, weak)["apgr"] is None

