@@ -12,6 +12,7 @@ from control import metrics
 from control.config import Config
 from control.decision import Blocked, Decision, PolicyContext, RequestFeatures, decide, passthrough
 from control.decision.selector import check_selectors
+from control.selection.runtime import check_profiles
 from control.protocol import AUTO_MODEL, APIError, ChatCompletionRequest
 from control.categories import CustomCategories
 from control.embedding_routes import EmbeddingRoutes
@@ -34,6 +35,7 @@ class Routed:
 class Router:
     def __init__(self, config: Config, classifier: Classifier, health: HealthBoard | None = None):
         check_selectors(config)
+        check_profiles(config)
         self.config = config
         self.classifier = classifier
         self.routes = EmbeddingRoutes(config.routes)
