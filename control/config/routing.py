@@ -11,7 +11,7 @@ from pydantic import Field, model_validator
 
 from control.config.base import AnyLabel, BackendName, DomainLabel, Strict, TaskLabel, repeated
 from control.config.when import When
-from control.selection.settings import BudgetSelection, QualitySelection
+from control.config.selection import BudgetSelection, QualitySelection
 
 
 class Rule(Strict):

@@ -1,5 +1,4 @@
-"""Config of the learned selectors (`routing.quality`, `routing.budget`): pydantic models that
-depend on nothing else of ours, so control/config can hold them without an import cycle.
+"""The learned selectors' config (`routing.quality`, `routing.budget`; control/selection runs them).
 
     routing:
       quality: {profile: multi_model, tolerance: 0.03}       # or lambda: 0.2 (score per USD/1M tokens)
@@ -9,11 +8,13 @@ depend on nothing else of ours, so control/config can hold them without an impor
 """
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
+
+from control.config.base import BackendName, Strict
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+class _Strict(Strict):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)  # `lambda` is a keyword: lambda_ in code
 
 
 class QualitySelection(_Strict):
@@ -22,7 +23,7 @@ class QualitySelection(_Strict):
     profile: str = Field(min_length=1, description="shipped profile name (profiles/<name>) or a profile directory")
     tolerance: float | None = Field(None, ge=0, le=1, description="take the cheapest candidate within this of the best estimate")
     lambda_: float | None = Field(None, alias="lambda", ge=0, description="maximise estimate − lambda × price (USD per 1M tokens)")
-    backends: list[str] | None = Field(None, description="candidates (default: every backend with a `profile`)")
+    backends: list[BackendName] | None = Field(None, description="candidates (default: every backend with a `profile`)")
 
     @model_validator(mode="after")
     def _one_form(self) -> "QualitySelection":
@@ -39,4 +40,4 @@ class BudgetSelection(_Strict):
     window_s: float = Field(300.0, gt=0, description="time constant of the spend-rate estimate")
     initial_lambda: float | None = Field(None, gt=0, description="λ at start (default: 0.1 score per the first "
                                                                    "request's mean candidate cost)")
-    backends: list[str] | None = Field(None, description="candidates (default: every backend with a `profile`)")
+    backends: list[BackendName] | None = Field(None, description="candidates (default: every backend with a `profile`)")
