@@ -14,6 +14,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
+from control.feedback.protocol import FeedbackRequest
 from control.protocol import AUTO_MODEL, ChatCompletionRequest, RouteRequest
 
 
@@ -71,10 +72,24 @@ class Readiness(BaseModel):
     degraded: str | None = Field(description="why routing goes without the classifier, when it does")
 
 
+class FeedbackRating(BaseModel):
+    request_id: str
+    backend: str
+    score: float
+
+
+class FeedbackResult(BaseModel):
+    """The ratings stored, and the quality profiles that learned from them (see README: feedback)."""
+    object: Literal["feedback"]
+    ratings: list[FeedbackRating]
+    learned: list[str]
+
+
 # One server-sent event: `data` is a chat.completion.chunk as JSON, `[DONE]`, or an error object.
 SSE_EVENT = {"type": "object", "required": ["data"],
              "properties": {"data": {"type": "string"}, "event": {"type": "string"}, "id": {"type": "string"}}}
-MODELS = (ChatCompletionRequest, RouteRequest, ErrorResponse, ChatCompletion, ModelList, RouteDecision, Health, Readiness)
+MODELS = (ChatCompletionRequest, RouteRequest, ErrorResponse, ChatCompletion, ModelList, RouteDecision, Health, Readiness,
+          FeedbackRequest, FeedbackResult)
 ERRORS = {
     "400": "malformed JSON, a bad field, too many messages or characters, JSON nested too deep",
     "401": "no API key, or not a valid one (auth on)",
@@ -113,6 +128,12 @@ def build_spec(config, auth_on: bool) -> dict:
             "The routing decision alone: backend, rule, reason, every signal", "RouteRequest",
             {"200": {"description": "the decision", "content": {"application/json": _ref("RouteDecision")}}},
             ["400", "401", "403", "413", "415", "429", "431", "503"], security)},
+        "/v1/feedback": {"post": _operation(
+            "Rate a routed answer (score, thumbs) or compare two; the quality profiles learn from it",
+            "FeedbackRequest",
+            {"200": {"description": "stored", "content": {"application/json": _ref("FeedbackResult")}},
+             "404": _error("no such request routed by this gateway for this key, or feedback is off")},
+            ["400", "401", "413", "415", "429", "431"], security)},
         "/v1/models": {"get": {"summary": "'auto' and every backend the key may use", "security": security,
                                "responses": {"200": {"description": "models", "content": {"application/json": _ref("ModelList")}},
                                              **{s: _error(ERRORS[s]) for s in ("401", "429", "431")}}}},

@@ -13,6 +13,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from control.config.access import Auth, MetricsAccess
 from control.config.backends import Backend
+from control.config.feedback import FeedbackConfig
 from control.config.base import BACKEND, DOMAIN, LABEL, TASK, Strict, named, repeated
 from control.config.limits import Limits
 from control.config.resilience import Resilience
@@ -30,6 +31,7 @@ class Config(Strict):
     categories: list[CustomCategory] = Field(default_factory=list, description="categories of your own, learned "
                                                                                  "from examples at start-up")
     cache: CacheConfig = CacheConfig()
+    feedback: FeedbackConfig = FeedbackConfig()
     resilience: Resilience = Resilience()
     auth: Auth = Auth()
     metrics: MetricsAccess = MetricsAccess()

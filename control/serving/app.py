@@ -50,6 +50,7 @@ def add_routes(router: web.UrlDispatcher, gateway: Gateway) -> None:
     chat, endpoints = ChatPipeline(gateway), Endpoints(gateway)
     router.add_post(CHAT_PATH, chat.handle)
     router.add_post("/v1/route", endpoints.route_only)
+    router.add_post("/v1/feedback", gateway.feedback.post)
     router.add_get("/v1/models", endpoints.models)
     router.add_get("/healthz", endpoints.healthz)
     router.add_get("/readyz", endpoints.readyz)
@@ -70,6 +71,7 @@ async def _on_startup(app: web.Application) -> None:
 
 async def _on_cleanup(app: web.Application) -> None:
     gateway = app[GATEWAY]
+    gateway.feedback.close()
     await gateway.upstream.close()
     await gateway.classifier.close()
     provider = trace.get_tracer_provider()

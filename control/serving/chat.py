@@ -80,6 +80,7 @@ class ChatPipeline:
     async def route(self, call: ChatCall) -> None:
         """The decision, narrowed to the candidates this request can use, and its headers."""
         gateway, ctx = self.gateway, call.ctx
+        gateway.feedback.learn()  # ratings other workers took, folded in before deciding
         with TRACER.start_as_current_span("route") as span:
             routed = await gateway.guard.route(gateway.router, call.chat, ctx.session_id, gateway.config)
             needs = capabilities.needs_of(call.chat, call.prompt_tokens)
@@ -129,6 +130,7 @@ class ChatPipeline:
         if backend is None:
             return
         account(self.gateway.config, backend, usage, decision.saving_against)
+        self.gateway.feedback.remember(call.ctx, backend.name, call.routed)
         call.ctx.lease.charge(int(usage.get("total_tokens") or 0) if usage else call.prompt_tokens + outcome.events)
         if outcome.recorded is not None and call.cache_key is not None and backend.name == decision.backend:
             self.gateway.cache.store(call.cache_key, call.routed.signals.embedding,

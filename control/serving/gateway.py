@@ -10,6 +10,7 @@ from control.degrade import ClassifierGuard
 from control.health import HealthBoard
 from control.reload import ConfigReloader, current
 from control.router import Router
+from control.serving.feedback import Feedback
 from control.serving.relay import Relay
 from control.signals import Classifier
 from control.upstream import Upstream
@@ -27,6 +28,7 @@ class Gateway:
         self.guard = ClassifierGuard()           # classifier time budget; degraded routing without it
         self.auth = Authenticator(lambda: self.config.auth, host, lambda: self.config.metrics)
         self.reloader: ConfigReloader | None = None
+        self.feedback = Feedback(self)           # ratings of routed answers (SQLite), learned by the profiles
 
     @property
     def config(self) -> Config:

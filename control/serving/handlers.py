@@ -24,6 +24,7 @@ class Endpoints:
         """The decision alone: every signal, the rule, candidates with costs, timings."""
         gateway, ctx = self.gateway, context_of(request)
         chat = parse_route(await read_json(request, gateway.config.limits))
+        gateway.feedback.learn()
         needs = capabilities.needs_of(chat, prompt_tokens(chat, gateway.config.limits))
         routed = await gateway.guard.route(gateway.router, chat, ctx.session_id, gateway.config, degrade=False)
         routed, _ = narrowed(routed, needs, gateway.config, ctx.lease, gateway.relay.breakers)
