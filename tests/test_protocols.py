@@ -256,3 +256,29 @@ def test_response_store_keeps_a_conversation_per_key_until_its_ttl(tmp_path):
     assert ResponseStore(tmp_path / "r.sqlite3").get("resp_1", "team-a") == turn  # another worker sees it
     store.ttl_s = 0.0
     assert store.get("resp_1", "team-a") is None
+
+
+# ---- which backend serves which API --------------------------------------------------------
+
+def backends_config(*backends: dict):
+    from control.config import Config
+    return Config.model_validate({"backends": [{"url": "http://127.0.0.1:1/v1", "model": "m", **b} for b in backends],
+                                  "routing": {"default": backends[0]["name"]}})
+
+
+def test_protocol_and_serves_decide_which_api_a_backend_answers():
+    from control.protocols.endpoints import upstream_path, why_not_served
+    config = backends_config({"name": "chat"}, {"name": "emb", "serves": ["embeddings"]},
+                             {"name": "claude", "protocol": "anthropic"}, {"name": "resp", "protocol": "responses"})
+    served = {api: [b.name for b in config.backends if why_not_served(b, api) is None]
+              for api in ("chat", "messages", "responses", "completions", "embeddings")}
+    assert served == {"chat": ["chat"], "messages": ["chat", "claude"], "responses": ["chat", "resp"],
+                      "completions": ["chat"], "embeddings": ["emb"]}
+    assert [upstream_path(b, "messages") for b in config.backends[:3]] == ["chat/completions", "chat/completions",
+                                                                            "messages"]
+    assert config.backends[2].serves == ["chat"]
+
+
+def test_a_native_backend_cannot_list_openai_endpoints():
+    with pytest.raises(ValidationError, match="protocol anthropic serves chat only"):
+        backends_config({"name": "claude", "protocol": "anthropic", "serves": ["chat", "embeddings"]})
