@@ -282,3 +282,43 @@ def test_protocol_and_serves_decide_which_api_a_backend_answers():
 def test_a_native_backend_cannot_list_openai_endpoints():
     with pytest.raises(ValidationError, match="protocol anthropic serves chat only"):
         backends_config({"name": "claude", "protocol": "anthropic", "serves": ["chat", "embeddings"]})
+
+
+# ---- dialects: what each backend is sent, what the client gets back -----------------------
+
+def test_messages_dialect_translates_for_chat_backends_and_passes_through_to_anthropic_ones():
+    from control.protocols.dialects import PARSERS, dialect_for
+    config = backends_config({"name": "chat"}, {"name": "claude", "protocol": "anthropic"})
+    body = {"model": "auto", "max_tokens": 9, "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    dialect = dialect_for("messages", body, PARSERS["messages"].model_validate(body))
+    chat, claude = config.backends
+    assert dialect.request_for(claude) == ("messages", body)
+    path, sent = dialect.request_for(chat)
+    assert path == "chat/completions" and sent["stream_options"] == {"include_usage": True}
+    assert dialect.routing.routing_text() == "hi"
+    translator = dialect.transcoder(chat)
+    translated = b"".join(translator.feed(p) for p in pieces(text_stream()))
+    reader = dialect.transcoder(claude)  # what an Anthropic backend's stream is read for: usage, the end
+    assert reader.feed(translated) == translated
+    assert reader.done and reader.usage == {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
+
+
+def test_responses_dialect_gives_a_native_backend_the_conversation_and_stores_the_turn():
+    from control.protocols.dialects import PARSERS, dialect_for
+    config = backends_config({"name": "chat"}, {"name": "resp", "protocol": "responses"})
+    history = [{"role": "user", "content": "Weather?"}, {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "call_1", "type": "function", "function": {"name": "w", "arguments": "{}"}}]},
+               {"role": "tool", "tool_call_id": "call_1", "content": "18C"}, {"role": "assistant", "content": "18C."}]
+    body = {"model": "auto", "input": "And now?", "previous_response_id": "resp_1"}
+    dialect = dialect_for("responses", body, PARSERS["responses"].model_validate(body), history)
+    _, native = dialect.request_for(config.backends[1])
+    assert "previous_response_id" not in native and [i["type"] for i in native["input"]] == [
+        "message", "function_call", "function_call_output", "message", "message"]
+    assert responses.input_items(native["input"]) == history + [{"role": "user", "content": "And now?"}]
+    answer = json.dumps({"model": "m", "choices": [{"index": 0, "message": {"content": "Sunny."}}], "usage": USAGE})
+    response = json.loads(dialect.answer(config.backends[0], answer.encode()))
+    assert response["id"] == dialect.id and response["output"][0]["content"][0]["text"] == "Sunny."
+    assert dialect.turn(response) == (dialect.id, history + [{"role": "user", "content": "And now?"},
+                                                             {"role": "assistant", "content": "Sunny."}])
+    unstored = {**body, "store": False}
+    assert dialect_for("responses", unstored, PARSERS["responses"].model_validate(unstored)).turn(response) is None

@@ -118,11 +118,13 @@ class UsageStripper:
     def __init__(self):
         self.sse = SSEParser()
         self.usage: dict | None = None
+        self.done = False
 
     def feed(self, data: bytes) -> bytes:
         return b"".join(self._event(e.data) for e in self.sse.feed(data))
 
     def _event(self, data: str) -> bytes:
+        self.done = self.done or data.strip() == DONE
         if '"usage"' not in data:
             return encode(None, data)
         try:

@@ -226,3 +226,23 @@ def assistant_message(output: list[dict]) -> dict:
     calls = [{"id": item["call_id"], "type": "function", "function": {"name": item["name"], "arguments": item["arguments"]}}
              for item in output if item["type"] == "function_call"]
     return {"role": "assistant", "content": text or None, **({"tool_calls": calls} if calls else {})}
+
+
+def chat_to_items(messages: list[dict]) -> list[dict]:
+    """Chat messages (a stored conversation) as Responses input items, for a backend that
+    speaks Responses itself and so cannot know our previous_response_id."""
+    items: list[dict] = []
+    for message in messages:
+        role, content = message.get("role"), message.get("content")
+        if role == "tool":
+            items.append({"type": "function_call_output", "call_id": message.get("tool_call_id", ""), "output": content or ""})
+            continue
+        if content:
+            text = content if isinstance(content, str) else "".join(p.get("text", "") for p in content if p.get("type") == "text")
+            kind = "output_text" if role == "assistant" else "input_text"
+            items.append({"type": "message", "role": role, "content": [{"type": kind, "text": text}]})
+        for call in message.get("tool_calls") or []:
+            function = call.get("function") or {}
+            items.append({"type": "function_call", "call_id": call.get("id", ""), "name": function.get("name", ""),
+                          "arguments": function.get("arguments", "")})
+    return items
