@@ -61,9 +61,7 @@ class Upstream:
                       "server.port": backend.url.port or 0}  # host only: never a URL's user:pass@
         with TRACER.start_as_current_span(f"chat {backend.model}", kind=SpanKind.CLIENT, attributes=attributes):
             send = inject_headers({"Content-Type": "application/json", **(headers or {})})
-            key = backend.api_key()
-            if key:
-                send["Authorization"] = f"Bearer {key}"
+            send.update(credentials(backend))
             timeout = aiohttp.ClientTimeout(total=backend.timeout_s, sock_connect=backend.connect_timeout_s)
             try:
                 # Bounded separately: a backend that accepts but never answers is given up on
@@ -105,6 +103,17 @@ class Upstream:
                 return None if resp.status < 400 else f"GET /models answered {resp.status}"
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             return f"unreachable ({type(exc).__name__})"
+
+
+ANTHROPIC_VERSION = "2023-06-01"  # the Messages API version Anthropic's SDKs send
+
+
+def credentials(backend: Backend) -> dict[str, str]:
+    """The backend's key as its API expects it: Anthropic's x-api-key, else a Bearer token."""
+    key = backend.api_key()
+    if backend.protocol == "anthropic":
+        return {"anthropic-version": ANTHROPIC_VERSION, **({"x-api-key": key} if key else {})}
+    return {"Authorization": f"Bearer {key}"} if key else {}
 
 
 def _failed(backend: Backend, err: APIError) -> APIError:

@@ -41,7 +41,7 @@ class AnthropicStream:
     def flush(self) -> bytes:
         return b""
 
-    def error(self, status: int, message: str) -> bytes:
+    def error(self, status: int, message: str, code: str | None = None) -> bytes:
         """The event that ends a stream that failed midway."""
         return encode("error", error_body(status, message))
 

@@ -7,13 +7,11 @@ written by the caller, with `ResponsesDialect.history` and `.turn`).
 """
 from __future__ import annotations
 
-from typing import Any
-
 import orjson
 from pydantic import ValidationError
 
 from control.config import Backend
-from control.protocol import APIError, ChatCompletionRequest, validation_error
+from control.protocol import ChatCompletionRequest, validation_error
 from control.protocols import anthropic, responses
 from control.protocols.anthropic_stream import AnthropicStream
 from control.protocols.chat_stream import with_stream_usage
@@ -40,6 +38,11 @@ class Dialect:
         self.body, self.routing = body, routing
         self.stream = bool(body.get("stream"))
 
+    def cache_body(self) -> dict | None:
+        """What identifies the question for the cache (None: never cached). Other APIs are
+        keyed on their chat form and their name, so one API's answer never meets another's client."""
+        return self.body if self.api == "chat" else {**self.body, "semroute_api": self.api}
+
     def request_for(self, backend: Backend) -> tuple[str, dict]:
         """(path under the backend's URL, body before its model id and reasoning switch)."""
         return upstream_path(backend, self.api), with_stream_usage(self.body)[0]
@@ -55,9 +58,9 @@ class Dialect:
         """Usage (chat completions' form) of a whole 200 answer as the backend sent it."""
         return chat_usage_of(data)
 
-    def error_body(self, status: int, body: Any) -> dict:
-        """An error (ours as APIError.body(), or a backend's JSON) in the client's shape."""
-        return body if isinstance(body, dict) and "error" in body else APIError(status, str(body)).body()
+    def error_answer(self, status: int, data: bytes) -> bytes:
+        """A backend's own error answer as the client gets it (chat: as it is)."""
+        return data
 
 
 class CompletionsDialect(Dialect):
@@ -66,6 +69,9 @@ class CompletionsDialect(Dialect):
 
 class EmbeddingsDialect(Dialect):
     api: API = "embeddings"
+
+    def cache_body(self) -> dict | None:
+        return None  # a similar text's vector is not this text's
 
     def request_for(self, backend: Backend) -> tuple[str, dict]:
         return upstream_path(backend, self.api), self.body
@@ -79,6 +85,9 @@ class MessagesDialect(Dialect):
         self.request, self.chat_body = request, anthropic.to_chat(request)
         super().__init__(body, ChatCompletionRequest.model_validate(self.chat_body))
 
+    def cache_body(self) -> dict | None:
+        return {**self.chat_body, "semroute_api": self.api}
+
     def request_for(self, backend: Backend) -> tuple[str, dict]:
         return upstream_path(backend, self.api), self.body if passes_through(backend, self.api) else self.chat_body
 
@@ -91,10 +100,14 @@ class MessagesDialect(Dialect):
     def usage_of(self, backend: Backend, data: bytes) -> dict | None:
         return usage_of_message(orjson.loads(data)) if passes_through(backend, self.api) else chat_usage_of(data)
 
-    def error_body(self, status: int, body: Any) -> dict:
+    def error_answer(self, status: int, data: bytes) -> bytes:
+        try:
+            body = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            body = data.decode(errors="replace")[:500]
         if isinstance(body, dict) and body.get("type") == "error":  # an Anthropic backend's own
-            return body
-        return anthropic.error_from_openai(status, body)
+            return data
+        return orjson.dumps(anthropic.error_from_openai(status, body))
 
 
 class ResponsesDialect(Dialect):
@@ -106,6 +119,9 @@ class ResponsesDialect(Dialect):
         self.id = responses.response_id()
         self.chat_body = responses.to_chat(request, history)
         super().__init__(body, ChatCompletionRequest.model_validate(self.chat_body))
+
+    def cache_body(self) -> dict | None:
+        return {**self.chat_body, "semroute_api": self.api}
 
     def request_for(self, backend: Backend) -> tuple[str, dict]:
         if not passes_through(backend, self.api):
