@@ -226,3 +226,60 @@ def test_requests_are_counted_per_api(oai, claude, gateway):
     oai.embeddings.create(model="auto", input="a")
     assert {api: counter(gateway, "semroute_requests_total", api=api) - before[api] for api in before} == \
         {"messages": 1, "embeddings": 1}
+
+
+# ---- the same auth and cache for every API ---------------------------------------------------
+
+KEYS = {"team-a": "sk-apis-team-a-0123", "team-b": "sk-apis-team-b-4567"}
+UPSTREAM_KEY = "sk-ant-upstream-secret-0123456789"
+
+
+@pytest.fixture(scope="module")
+def secured(stubs, triton, tmp_path_factory):
+    import hashlib
+    backends = [{"name": "cheap", "url": stubs["cheap"].url, "model": "cheap-id"},
+                {"name": "claude", "url": stubs["claude"].url, "model": "claude-id", "protocol": "anthropic",
+                 "api_key_env": "SEMROUTE_TEST_ANTHROPIC_KEY"},
+                {"name": "emb", "url": stubs["emb"].url, "model": "emb-id", "serves": ["embeddings"]}]
+    keys = [{"name": name, "sha256": hashlib.sha256(key.encode()).hexdigest()} for name, key in KEYS.items()]
+    config = {"backends": backends, "routing": {"default": "cheap"}, "auth": {"mode": "on", "keys": keys},
+              "cache": {"enabled": True}}
+    env = {"SEMROUTE_STATE_DIR": str(tmp_path_factory.mktemp("state-secured")), "SEMROUTE_TEST_ANTHROPIC_KEY": UPSTREAM_KEY}
+    proc = GatewayProcess(config, triton.grpc_url, tmp_path_factory.mktemp("gw-apis-secured"), env=env).start()
+    yield proc
+    proc.stop()
+
+
+def test_anthropic_sdk_authenticates_with_x_api_key(secured, stubs):
+    good = anthropic.Anthropic(base_url=secured.url, api_key=KEYS["team-a"], max_retries=0)
+    message = good.messages.create(model="claude", max_tokens=5, messages=[{"role": "user", "content": "hi"}])
+    assert message.content[0].text == "native answer from claude"
+    headers = stubs["claude"].requests[-1][1]  # the backend gets its own key, as Anthropic's API wants it
+    assert headers["x-api-key"] == UPSTREAM_KEY and headers["anthropic-version"] and "Authorization" not in headers
+    bad = anthropic.Anthropic(base_url=secured.url, api_key="sk-wrong", max_retries=0)
+    with pytest.raises(anthropic.AuthenticationError) as caught:
+        bad.messages.create(model="auto", max_tokens=5, messages=[{"role": "user", "content": "hi"}])
+    assert caught.value.body["error"]["type"] == "authentication_error"
+
+
+def test_a_stored_response_belongs_to_its_key(secured):
+    team_a = openai.OpenAI(base_url=f"{secured.url}/v1", api_key=KEYS["team-a"], max_retries=0)
+    team_b = openai.OpenAI(base_url=f"{secured.url}/v1", api_key=KEYS["team-b"], max_retries=0)
+    first = team_a.responses.create(model="auto", input="My name is Ada.")
+    assert team_a.responses.create(model="auto", input="Name?", previous_response_id=first.id).output_text
+    with pytest.raises(openai.NotFoundError):
+        team_b.responses.create(model="auto", input="Name?", previous_response_id=first.id)
+
+
+def test_messages_are_cached_and_embeddings_never(secured, stubs):
+    client = anthropic.Anthropic(base_url=secured.url, api_key=KEYS["team-a"], max_retries=0)
+    ask = {"model": "auto", "max_tokens": 16, "messages": [{"role": "user", "content": "Name a prime number."}]}
+    results = [client.messages.with_raw_response.create(**ask).headers["x-semroute-cache"] for _ in range(2)]
+    assert results == ["miss", "exact"]
+    again = client.messages.create(**ask)
+    assert again.content[0].text == "answer from cheap" and again.type == "message"  # the client's format, replayed
+    oai = openai.OpenAI(base_url=f"{secured.url}/v1", api_key=KEYS["team-a"], max_retries=0)
+    before = len(stubs["emb"].requests)
+    for _ in range(2):
+        assert "x-semroute-cache" not in oai.embeddings.with_raw_response.create(model="auto", input="Ada").headers
+    assert len(stubs["emb"].requests) == before + 2
