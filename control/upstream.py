@@ -29,6 +29,7 @@ from control.telemetry import TRACER, inject_headers
 # x-powered-by), the upstream account's rate limits, hop-by-hop and length headers (ours are
 # recomputed). The backend's request id comes as x-upstream-request-id (x-request-id is ours).
 RELAYED_HEADERS = frozenset({"content-type", "retry-after", "openai-processing-ms", "openai-version"})
+OPERATIONS = {"completions": "text_completion", "embeddings": "embeddings"}  # GenAI conventions' names; else chat
 
 
 class Upstream:
@@ -56,10 +57,11 @@ class Upstream:
         """
         await self.start()
         url = f"{backend.base_url}/{path.lstrip('/')}"
-        attributes = {"gen_ai.operation.name": "chat", "gen_ai.request.model": backend.model,
+        operation = OPERATIONS.get(path, "chat")
+        attributes = {"gen_ai.operation.name": operation, "gen_ai.request.model": backend.model,
                       "semroute.backend": backend.name, "server.address": backend.url.host or "",
                       "server.port": backend.url.port or 0}  # host only: never a URL's user:pass@
-        with TRACER.start_as_current_span(f"chat {backend.model}", kind=SpanKind.CLIENT, attributes=attributes):
+        with TRACER.start_as_current_span(f"{operation} {backend.model}", kind=SpanKind.CLIENT, attributes=attributes):
             send = inject_headers({"Content-Type": "application/json", **(headers or {})})
             send.update(credentials(backend))
             timeout = aiohttp.ClientTimeout(total=backend.timeout_s, sock_connect=backend.connect_timeout_s)
