@@ -192,7 +192,8 @@ class _Exchange:
     def _give_up(self) -> web.Response:
         last, attempts = self.last, self.attempts
         if isinstance(last, RateLimited):
-            return web.Response(body=self.plan.dialect.error_answer(429, last.data), status=429, headers={**last.headers, **attempts.headers()})
+            return web.Response(body=self.plan.dialect.error_answer(429, last.data), status=429,
+                                headers={**last.headers, **attempts.headers()})
         if last is not None:
             last.headers.update(attempts.headers())
             raise last
