@@ -4,6 +4,8 @@ streamed, with `model: "auto"` and with a named backend, translated for chat bac
 passed through to backends speaking the API natively (the stub speaks them all)."""
 from __future__ import annotations
 
+import json
+
 import anthropic
 import openai
 import pytest
@@ -11,7 +13,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.gateway_proc import GatewayProcess
-from tests.stub_upstream import STREAM_PIECES, stub_fleet
+from tests.stub_upstream import STREAM_PIECES, Fault, stub_fleet
 
 WEATHER = {"name": "get_weather", "description": "the weather in a city",
            "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}
@@ -283,3 +285,18 @@ def test_messages_are_cached_and_embeddings_never(secured, stubs):
     for _ in range(2):
         assert "x-semroute-cache" not in oai.embeddings.with_raw_response.create(model="auto", input="Ada").headers
     assert len(stubs["emb"].requests) == before + 2
+
+
+@pytest.mark.parametrize("path, body", [("/v1/messages", {"max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}),
+                                        ("/v1/responses", {"input": "hi"})])
+def test_a_stream_failing_midway_ends_with_the_apis_own_error_event(gateway, stubs, path, body):
+    stubs["cheap"].inject(Fault("reset", after=2))
+    with requests.post(f"{gateway.url}{path}", json={"model": "cheap", "stream": True, **body}, stream=True,
+                       timeout=30) as resp:
+        events = [line for line in resp.iter_lines() if line]
+    assert resp.status_code == 200 and events[-2] == b"event: error"  # never a silent cut
+    error = json.loads(events[-1][len(b"data: "):])
+    if path == "/v1/messages":
+        assert error["type"] == "error" and error["error"]["type"] == "api_error"
+    else:
+        assert error["type"] == "error" and error["code"] == "upstream_reset"
