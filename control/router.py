@@ -12,14 +12,15 @@ from control import metrics
 from control.config import Config
 from control.decision import Blocked, Decision, PolicyContext, RequestFeatures, decide, passthrough
 from control.decision.selector import check_selectors
+from control.selection.runtime import check_profiles
 from control.protocol import AUTO_MODEL, APIError, ChatCompletionRequest
 from control.categories import CustomCategories
+from control.embedding_routes import EmbeddingRoutes
 from control.health import HealthBoard
-from control.routes import EmbeddingRoutes
 from control.sessions import SessionStore, session_draw
 from control.reading import ReadBudget
 from control.signals import Classifier, Signals
-from export.calibration import threshold_for
+from modelspec.calibration import threshold_for
 
 
 @dataclass
@@ -34,6 +35,7 @@ class Routed:
 class Router:
     def __init__(self, config: Config, classifier: Classifier, health: HealthBoard | None = None):
         check_selectors(config)
+        check_profiles(config)
         self.config = config
         self.classifier = classifier
         self.routes = EmbeddingRoutes(config.routes)
