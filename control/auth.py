@@ -105,8 +105,11 @@ class Authenticator:
 
     @staticmethod
     def presented(request: web.Request) -> str:
+        """The key sent as `Authorization: Bearer <key>`, or as `x-api-key` (Anthropic's SDKs)."""
         scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
-        return presented.strip() if scheme.lower() == "bearer" else ""
+        if scheme.lower() == "bearer" and presented.strip():
+            return presented.strip()
+        return request.headers.get("x-api-key", "").strip()
 
     def identify(self, request: web.Request, auth: Auth) -> ApiKey:
         presented = self.presented(request)

@@ -16,8 +16,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 # vSR: llm_model_requests_total / llm_request_errors_total
-REQUESTS = Counter("semroute_requests_total", "Chat completion requests by outcome",
-                   ["backend", "category", "task", "rule", "status"])
+REQUESTS = Counter("semroute_requests_total", "Requests by API (chat, messages, responses, completions, "
+                   "embeddings) and outcome", ["backend", "category", "task", "rule", "status", "api"])
 # vSR: llm_classifier_latency_seconds
 CLASSIFY_SECONDS = Histogram("semroute_classify_seconds", "Tokenize + Triton inference per request",
                              buckets=_LATENCY_BUCKETS)

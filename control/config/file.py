@@ -17,6 +17,7 @@ from control.config.feedback import FeedbackConfig
 from control.config.base import BACKEND, DOMAIN, LABEL, TASK, Strict, named, repeated
 from control.config.limits import Limits
 from control.config.resilience import Resilience
+from control.config.responses import ResponsesConfig
 from control.config.routing import CacheConfig, CustomCategory, EmbeddingRoute, Routing
 
 
@@ -36,6 +37,7 @@ class Config(Strict):
     auth: Auth = Auth()
     metrics: MetricsAccess = MetricsAccess()
     limits: Limits = Limits()
+    responses: ResponsesConfig = ResponsesConfig()
 
     @model_validator(mode="after")
     def _references_exist(self) -> "Config":

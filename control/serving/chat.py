@@ -1,8 +1,11 @@
-"""POST /v1/chat/completions: parse → admit → route → cache → relay → settle.
+"""POST /v1/chat/completions (and every other API): parse → admit → route → cache → relay → settle.
 
 Each step is one method over a `ChatCall` (the request's state so far). Only `handle` and the
 relay see aiohttp; parse, admit, route, the cache and settling work on the call and its
-`RequestContext`, so other wire formats or data planes can run the same steps.
+`RequestContext`, so other wire formats or data planes can run the same steps. The other APIs
+(Messages, Responses, completions, embeddings) run these same steps: what differs is the
+request's `Dialect` (control/protocols/dialects.py), which says what the router reads, what each
+backend is sent and how the answer reaches the client.
 """
 from __future__ import annotations
 
@@ -22,6 +25,8 @@ from control.config import Backend, Config
 from control.degrade import degraded_headers
 from control.limits import read_json
 from control.protocol import APIError, ChatCompletionRequest
+from control.protocols.dialects import PARSERS, Dialect, dialect_for
+from control.protocols.endpoints import API
 from control.router import Routed
 from control.serving.context import RequestContext
 from control.serving.explain import decision_attributes, route_headers
@@ -30,6 +35,7 @@ from control.serving.middleware import LABELS, NO_LABELS, context_of
 from control.serving.narrowing import narrowed
 from control.serving.parsing import parse_model, prompt_tokens
 from control.serving.relay import RelayOutcome, RelayPlan
+from control.serving.responses_turns import ResponsesTurns
 from control.signals import timed_ms
 from control.telemetry import TRACER
 from control.upstream import body_for
@@ -51,11 +57,13 @@ class ChatCall:
     labels: dict[str, str] = field(default_factory=lambda: dict(NO_LABELS))  # the request counter's
     cache_key: CacheKey | None = None  # set when the answer may come from, and go to, the cache
     answer_start: float = 0.0
+    dialect: Dialect | None = None  # the API it came in on: what backends are sent, what the client gets
 
 
 class ChatPipeline:
-    def __init__(self, gateway: Gateway):
-        self.gateway = gateway
+    def __init__(self, gateway: Gateway, api: API = "chat"):
+        self.gateway, self.api = gateway, api
+        self.turns = ResponsesTurns(gateway) if api == "responses" else None  # previous_response_id
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         ctx = context_of(request)
@@ -70,8 +78,12 @@ class ChatPipeline:
         return response
 
     def parse(self, ctx: RequestContext, body: dict) -> ChatCall:
-        chat = parse_model(ChatCompletionRequest, body)
-        return ChatCall(ctx, body, chat, prompt_tokens(chat, self.gateway.config.limits))
+        parsed = parse_model(PARSERS[self.api], body)
+        history = self.turns.history(parsed, ctx.lease.tenant) if self.turns else None
+        dialect = dialect_for(self.api, body, parsed, history)
+        call = ChatCall(ctx, body, dialect.routing, prompt_tokens(dialect.routing, self.gateway.config.limits))
+        call.dialect, call.labels["api"] = dialect, self.api
+        return call
 
     def admit(self, call: ChatCall) -> None:
         """The key must have room for the prompt's estimated tokens (else 429)."""
@@ -84,22 +96,24 @@ class ChatPipeline:
         with TRACER.start_as_current_span("route") as span:
             routed = await gateway.guard.route(gateway.router, call.chat, ctx.session_id, gateway.config)
             needs = capabilities.needs_of(call.chat, call.prompt_tokens)
-            call.routed, call.candidates = narrowed(routed, needs, gateway.config, ctx.lease, gateway.relay.breakers)
+            call.routed, call.candidates = narrowed(routed, needs, gateway.config, ctx.lease, gateway.relay.breakers,
+                                                    self.api)
             span.set_attributes(decision_attributes(call.routed))
         metrics.DECISION_SECONDS.observe(time.perf_counter() - ctx.start)
         trace.get_current_span().set_attributes(decision_attributes(call.routed))
         call.headers = {**route_headers(call.routed, ctx), **degraded_headers(call.routed)}
         call.labels = {"backend": call.candidates[0], "category": call.headers["x-semroute-category"],
-                       "task": call.headers["x-semroute-task"], "rule": call.routed.decision.rule}
+                       "task": call.headers["x-semroute-task"], "rule": call.routed.decision.rule, "api": self.api}
 
     def lookup(self, call: ChatCall) -> CachedResponse | None:
         """A stored answer for this request, or None (and x-semroute-cache says which)."""
         call.answer_start = time.perf_counter()  # the answer's clock, cache hits included
         decision, signals, config = call.routed.decision, call.routed.signals, self.gateway.config
-        if not decision.cache or signals is None:
+        question = call.dialect.cache_body()
+        if not decision.cache or signals is None or question is None:
             return None
         # keyed on what the first candidate is sent: its reasoning switch is part of the question
-        sent = body_for(config.backend(call.candidates[0]), call.body, decision.reasoning)
+        sent = body_for(config.backend(call.candidates[0]), question, decision.reasoning)
         call.cache_key = cache_key(sent, decision.backend, config.cache, call.ctx.lease.tenant)
         with TRACER.start_as_current_span("cache.lookup") as span:
             found = self.gateway.cache.lookup(call.cache_key, signals.embedding)
@@ -121,8 +135,8 @@ class ChatPipeline:
         return outcome.response
 
     def plan(self, call: ChatCall) -> RelayPlan:
-        return RelayPlan(call.candidates, call.body, call.routed.decision.reasoning, call.headers, call.ctx.request_id,
-                         call.chat.stream, record=call.cache_key is not None)
+        return RelayPlan(call.candidates, call.dialect, call.routed.decision.reasoning, call.headers, call.ctx.request_id,
+                         call.dialect.stream, record=call.cache_key is not None)
 
     def settle(self, call: ChatCall, outcome: RelayOutcome) -> None:
         """Once an answer went out (whole or not): usage metrics, the key's tokens, the cache."""
@@ -132,6 +146,8 @@ class ChatPipeline:
         account(self.gateway.config, backend, usage, decision.saving_against)
         self.gateway.feedback.remember(call.ctx, backend.name, call.routed)
         call.ctx.lease.charge(int(usage.get("total_tokens") or 0) if usage else call.prompt_tokens + outcome.events)
+        if self.turns is not None:
+            self.turns.keep(call.dialect, outcome, call.ctx.lease.tenant)
         if outcome.recorded is not None and call.cache_key is not None and backend.name == decision.backend:
             self.gateway.cache.store(call.cache_key, call.routed.signals.embedding,
                                      CachedResponse(outcome.recorded, outcome.content_type, decision.backend))
