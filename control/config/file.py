@@ -17,6 +17,7 @@ from control.config.base import BACKEND, DOMAIN, LABEL, TASK, Strict, named
 from control.config.limits import Limits
 from control.config.resilience import Resilience
 from control.config.routing import CacheConfig, CustomCategory, EmbeddingRoute, Routing
+from control.config.state import StateConfig
 
 
 class ConfigError(ValueError):
@@ -34,6 +35,7 @@ class Config(Strict):
     auth: Auth = Auth()
     metrics: MetricsAccess = MetricsAccess()
     limits: Limits = Limits()
+    state: StateConfig = StateConfig()
 
     @model_validator(mode="after")
     def _references_exist(self) -> "Config":

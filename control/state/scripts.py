@@ -1,0 +1,86 @@
+"""The Lua scripts of the shared stores: each check that reads and then writes runs as one
+script, atomic in Redis, on Redis's clock (TIME), so replicas with drifting clocks agree."""
+
+NOW = """
+local function now()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+"""
+
+# KEYS[1] bucket; ARGV per_minute, amount, mode: check | take (when available) | charge (always).
+# Returns the seconds to wait (as a string: Redis would truncate a Lua number to an integer).
+BUCKET = NOW + """
+local per_minute, amount, mode = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local t = now()
+local saved = redis.call('HMGET', KEYS[1], 'level', 'at', 'limit')
+local level, at = tonumber(saved[1]), tonumber(saved[2])
+if level == nil or tonumber(saved[3]) ~= per_minute then  -- a new key or a reloaded limit
+  level, at = per_minute, t
+end
+level = math.min(per_minute, level + math.max(0, t - at) * per_minute / 60)
+local wait = 0
+if mode ~= 'charge' then
+  wait = math.max(0, (math.min(amount, per_minute) - level) * 60 / per_minute)
+end
+if mode == 'charge' or (mode == 'take' and wait == 0) then
+  level = level - amount
+end
+redis.call('HSET', KEYS[1], 'level', tostring(level), 'at', tostring(t), 'limit', per_minute)
+-- a bucket left alone is full again after this long: then it is the same as no bucket
+redis.call('PEXPIRE', KEYS[1], math.ceil((per_minute - level) * 60000 / per_minute) + 1000)
+return tostring(wait)
+"""
+
+# KEYS[1] breaker; ARGV cooldown_s, probe_lease_s, mode: view | allow (claims the half-open probe).
+# Returns {state, retry_after_s}. A probe older than the lease counts as gone (its replica died).
+BREAKER_VIEW = NOW + """
+local cooldown, lease, mode = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local t = now()
+local saved = redis.call('HMGET', KEYS[1], 'opened', 'probe')
+local opened, probe = tonumber(saved[1]), tonumber(saved[2])
+if probe and t - probe >= lease then probe = nil end
+local state = 'closed'
+if opened then
+  if probe or t - opened < cooldown then state = 'open' else state = 'half_open' end
+end
+if mode == 'allow' and state == 'half_open' then
+  redis.call('HSET', KEYS[1], 'probe', tostring(t))
+end
+local retry = 0
+if opened then retry = math.max(1, math.ceil(opened + cooldown - t)) end
+return {state, retry}
+"""
+
+# KEYS[1] breaker; ARGV failures to open, seconds to keep the record. Returns {opened_now, failures}.
+BREAKER_FAILURE = NOW + """
+local t = now()
+local saved = redis.call('HMGET', KEYS[1], 'failures', 'opened', 'probe')
+local failures = (tonumber(saved[1]) or 0) + 1
+local opened, probe = tonumber(saved[2]), saved[3]
+local opened_now = 0
+if probe or (opened == nil and failures >= tonumber(ARGV[1])) then
+  if opened == nil then opened_now = 1 end
+  redis.call('HSET', KEYS[1], 'opened', tostring(t))
+end
+redis.call('HSET', KEYS[1], 'failures', failures)
+redis.call('HDEL', KEYS[1], 'probe')
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return {opened_now, failures}
+"""
+
+# KEYS[1] breaker. Returns 1 when the breaker was open (the probe closed it).
+BREAKER_SUCCESS = """
+local was_open = redis.call('HEXISTS', KEYS[1], 'opened')
+redis.call('DEL', KEYS[1])
+return was_open
+"""
+
+# KEYS[1] counter; ARGV amount, ttl in ms ('' for none). Returns the new total as a string.
+COUNTER_ADD = """
+local total = redis.call('INCRBYFLOAT', KEYS[1], ARGV[1])
+if ARGV[2] ~= '' and redis.call('PTTL', KEYS[1]) == -1 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return total
+"""
