@@ -33,11 +33,12 @@ return tostring(wait)
 """
 
 # KEYS[1] breaker; ARGV cooldown_s, probe_lease_s, mode: view | allow (claims the half-open probe).
-# Returns {state, retry_after_s}. A probe older than the lease counts as gone (its replica died).
+# Returns {state, retry_after_s, failures}. A probe older than the lease counts as gone (its
+# replica died).
 BREAKER_VIEW = NOW + """
 local cooldown, lease, mode = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 local t = now()
-local saved = redis.call('HMGET', KEYS[1], 'opened', 'probe')
+local saved = redis.call('HMGET', KEYS[1], 'opened', 'probe', 'failures')
 local opened, probe = tonumber(saved[1]), tonumber(saved[2])
 if probe and t - probe >= lease then probe = nil end
 local state = 'closed'
@@ -49,7 +50,7 @@ if mode == 'allow' and state == 'half_open' then
 end
 local retry = 0
 if opened then retry = math.max(1, math.ceil(opened + cooldown - t)) end
-return {state, retry}
+return {state, retry, tonumber(saved[3]) or 0}
 """
 
 # KEYS[1] breaker; ARGV failures to open, seconds to keep the record. Returns {opened_now, failures}.

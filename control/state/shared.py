@@ -52,8 +52,12 @@ class RedisSessions(SessionStore):
 
 
 class RedisBreakers(BreakerStore):
+    """`success` after an `allow` that found the breaker closed without failures has nothing to
+    reset and costs no round trip (the common case: a healthy backend)."""
+
     def __init__(self, link: RedisLink, prefix: str, local: MemoryBreakers):
         self.link, self.prefix, self.local = link, prefix + "breaker:", local
+        self.clean: set[str] = set()  # targets whose last view showed no failure
         client = link.client
         self.view = client.register_script(scripts.BREAKER_VIEW)
         self.failed = client.register_script(scripts.BREAKER_FAILURE)
@@ -61,7 +65,8 @@ class RedisBreakers(BreakerStore):
 
     async def _view(self, target: str, circuit: Circuit, mode: str) -> tuple[str, int]:
         lease = max(circuit.cooldown_s, PROBE_LEASE_MIN_S)
-        state, retry = await self.view(keys=[self.prefix + target], args=[circuit.cooldown_s, lease, mode])
+        state, retry, failures = await self.view(keys=[self.prefix + target], args=[circuit.cooldown_s, lease, mode])
+        (self.clean.add if failures == 0 else self.clean.discard)(target)
         return state.decode(), int(retry)
 
     async def state(self, target: str, circuit: Circuit) -> str:
@@ -80,12 +85,17 @@ class RedisBreakers(BreakerStore):
         return await self.link.run(remote, lambda: self.local.retry_after(target, circuit))
 
     async def success(self, target: str) -> None:
+        if self.link.shared and target in self.clean:
+            return
+
         async def remote():
             if await self.succeeded(keys=[self.prefix + target]):
                 log.info("circuit for %s closed: the probe succeeded", target)
         await self.link.run(remote, lambda: self.local.success(target))
 
     async def failure(self, target: str, circuit: Circuit) -> None:
+        self.clean.discard(target)
+
         async def remote():
             opened_now, failures = await self.failed(keys=[self.prefix + target], args=[circuit.failures, BREAKER_KEEP_S])
             if opened_now:  # logged and counted by the replica whose failure opened it
