@@ -216,6 +216,7 @@ async def test_breaker_opens_cools_down_and_lets_one_probe(state):
     assert not await breakers.allow("cheap", CIRCUIT)
     assert await breakers.retry_after("cheap", CIRCUIT) == 1
     assert await breakers.state("coder", CIRCUIT) == "closed"
+    assert await breakers.states(["cheap", "coder"], CIRCUIT) == {"cheap": "open", "coder": "closed"}
     await asyncio.sleep(0.35)
     assert await breakers.state("cheap", CIRCUIT) == "half_open"
     assert await breakers.allow("cheap", CIRCUIT)       # the probe

@@ -63,6 +63,10 @@ class BreakerStore(ABC):
         """"closed", "open" or "half_open"."""
 
     @abstractmethod
+    async def states(self, targets: list[str], circuit: Circuit) -> dict[str, str]:
+        """`state` of each target, in one step (one round trip)."""
+
+    @abstractmethod
     async def allow(self, target: str, circuit: Circuit) -> bool:
         """True when a call may go through; when half-open only for the first caller (the probe)."""
 

@@ -89,6 +89,9 @@ class MemoryBreakers(BreakerStore):
     async def state(self, target: str, circuit: Circuit) -> str:
         return self.breakers[target].state(circuit)
 
+    async def states(self, targets: list[str], circuit: Circuit) -> dict[str, str]:
+        return {t: self.breakers[t].state(circuit) for t in targets}
+
     async def allow(self, target: str, circuit: Circuit) -> bool:
         return self.breakers[target].allow(circuit)
 

@@ -32,25 +32,31 @@ redis.call('PEXPIRE', KEYS[1], math.ceil((per_minute - level) * 60000 / per_minu
 return tostring(wait)
 """
 
-# KEYS[1] breaker; ARGV cooldown_s, probe_lease_s, mode: view | allow (claims the half-open probe).
-# Returns {state, retry_after_s, failures}. A probe older than the lease counts as gone (its
-# replica died).
+# KEYS: breakers; ARGV cooldown_s, probe_lease_s, mode: view | allow (claims KEYS[1]'s half-open
+# probe). Returns {state, retry_after_s, failures} per key, flat. A probe older than the lease
+# counts as gone (its replica died).
 BREAKER_VIEW = NOW + """
 local cooldown, lease, mode = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 local t = now()
-local saved = redis.call('HMGET', KEYS[1], 'opened', 'probe', 'failures')
-local opened, probe = tonumber(saved[1]), tonumber(saved[2])
-if probe and t - probe >= lease then probe = nil end
-local state = 'closed'
-if opened then
-  if probe or t - opened < cooldown then state = 'open' else state = 'half_open' end
+local out = {}
+for i, key in ipairs(KEYS) do
+  local saved = redis.call('HMGET', key, 'opened', 'probe', 'failures')
+  local opened, probe = tonumber(saved[1]), tonumber(saved[2])
+  if probe and t - probe >= lease then probe = nil end
+  local state = 'closed'
+  if opened then
+    if probe or t - opened < cooldown then state = 'open' else state = 'half_open' end
+  end
+  if mode == 'allow' and i == 1 and state == 'half_open' then
+    redis.call('HSET', key, 'probe', tostring(t))
+  end
+  local retry = 0
+  if opened then retry = math.max(1, math.ceil(opened + cooldown - t)) end
+  table.insert(out, state)
+  table.insert(out, retry)
+  table.insert(out, tonumber(saved[3]) or 0)
 end
-if mode == 'allow' and state == 'half_open' then
-  redis.call('HSET', KEYS[1], 'probe', tostring(t))
-end
-local retry = 0
-if opened then retry = math.max(1, math.ceil(opened + cooldown - t)) end
-return {state, retry, tonumber(saved[3]) or 0}
+return out
 """
 
 # KEYS[1] breaker; ARGV failures to open, seconds to keep the record. Returns {opened_now, failures}.

@@ -63,11 +63,22 @@ class RedisBreakers(BreakerStore):
         self.failed = client.register_script(scripts.BREAKER_FAILURE)
         self.succeeded = client.register_script(scripts.BREAKER_SUCCESS)
 
-    async def _view(self, target: str, circuit: Circuit, mode: str) -> tuple[str, int]:
+    async def _views(self, targets: list[str], circuit: Circuit, mode: str = "view") -> list[tuple[str, int]]:
         lease = max(circuit.cooldown_s, PROBE_LEASE_MIN_S)
-        state, retry, failures = await self.view(keys=[self.prefix + target], args=[circuit.cooldown_s, lease, mode])
-        (self.clean.add if failures == 0 else self.clean.discard)(target)
-        return state.decode(), int(retry)
+        flat = await self.view(keys=[self.prefix + t for t in targets], args=[circuit.cooldown_s, lease, mode])
+        views = []
+        for target, (state, retry, failures) in zip(targets, zip(flat[0::3], flat[1::3], flat[2::3])):
+            (self.clean.add if failures == 0 else self.clean.discard)(target)
+            views.append((state.decode(), int(retry)))
+        return views
+
+    async def _view(self, target: str, circuit: Circuit, mode: str) -> tuple[str, int]:
+        return (await self._views([target], circuit, mode))[0]
+
+    async def states(self, targets: list[str], circuit: Circuit) -> dict[str, str]:
+        async def remote():
+            return {t: view[0] for t, view in zip(targets, await self._views(targets, circuit))} if targets else {}
+        return await self.link.run(remote, lambda: self.local.states(targets, circuit))
 
     async def state(self, target: str, circuit: Circuit) -> str:
         async def remote():
