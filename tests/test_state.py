@@ -324,3 +324,24 @@ async def test_hung_redis_costs_one_timeout_then_local_state(redis_server):
         redis_server.proc.send_signal(signal.SIGCONT)
     await until(lambda: state.readiness()["shared"])
     await state.close()
+
+
+# --- the state: section --------------------------------------------------------------------------
+
+def test_state_section_defaults_to_memory_and_checks_the_redis_url(tmp_path):
+    import yaml
+
+    from control.config import ConfigError, load_config
+
+    base = {"backends": [{"name": "cheap", "url": "http://127.0.0.1:9/v1", "model": "m"}], "routing": {"default": "cheap"}}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(base))
+    assert load_config(path).state.backend == "memory"
+    for state, message in (({"backend": "redis"}, "state.url is required with backend: redis"),
+                           ({"backend": "redis", "url": "http://redis:6379"}, "state.url must start with redis://"),
+                           ({"backend": "valkey"}, "state.backend"), ({"timeout_ms": 0}, "state.timeout_ms")):
+        path.write_text(yaml.safe_dump({**base, "state": state}))
+        with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("+", r"\+")):
+            load_config(path)
+    path.write_text(yaml.safe_dump({**base, "state": {"backend": "redis", "url": "redis://redis:6379/0"}}))
+    assert load_config(path).state.url == "redis://redis:6379/0"
