@@ -16,6 +16,7 @@ from control.config.resilience import Circuit
 from control.config.routing import CacheConfig
 from control.config.state import StateConfig
 from control.state import open_state
+from control.state.interfaces import BucketCheck
 from control.state.link import SHARED
 from tests.redis_server import RedisServer, redis_server  # noqa: F401 (fixture)
 
@@ -80,6 +81,16 @@ async def test_bucket_check_does_not_take_and_charge_runs_into_debt(state):
     await state.buckets.charge("k:tokens", 100, 250)
     wait = await state.buckets.admit("k:tokens", 100, 1, take=False)
     assert 90 < wait < 91  # 151 tokens missing at 100 per minute
+
+
+async def test_buckets_checked_in_order_stop_at_the_first_without_room(state):
+    requests, tokens = BucketCheck("k:requests", 5, 1, take=True), BucketCheck("k:tokens", 100, 1, take=False)
+    assert await state.buckets.admit_in_order([requests, tokens]) is None
+    await state.buckets.charge("k:tokens", 100, 150)
+    refused, wait = await state.buckets.admit_in_order([requests, tokens])
+    assert refused == tokens and 30 < wait < 31
+    assert await state.buckets.admit("k:requests", 5, 3, take=False) == 0  # 2 taken, the second too
+    assert 11 < await state.buckets.admit("k:requests", 5, 4, take=False) < 12
 
 
 async def test_bucket_with_a_reloaded_limit_starts_full(state):

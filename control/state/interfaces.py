@@ -17,16 +17,29 @@ from control.config.resilience import Circuit
 from control.config.routing import CacheConfig
 
 
+@dataclass(frozen=True)
+class BucketCheck:
+    name: str          # whose bucket, e.g. "team-a:requests"
+    per_minute: int
+    amount: float
+    take: bool         # take `amount` when it is available (else only look)
+
+
 class BucketStore(ABC):
     """Token buckets refilled continuously at `per_minute`; a level may go below zero (debt).
 
-    `name` says whose bucket (e.g. "key:requests"); a bucket asked for with another
-    `per_minute` than it has (a reloaded limit) starts again full."""
+    A bucket asked for with another `per_minute` than it has (a reloaded limit) starts again full."""
 
-    @abstractmethod
     async def admit(self, name: str, per_minute: int, amount: float, take: bool) -> float:
         """Seconds until `amount` is available (capped at the capacity); when it is (0.0) and
         `take`, it is taken in the same step, so two replicas cannot both get the last one."""
+        refused = await self.admit_in_order([BucketCheck(name, per_minute, amount, take)])
+        return refused[1] if refused else 0.0
+
+    @abstractmethod
+    async def admit_in_order(self, checks: list[BucketCheck]) -> tuple[BucketCheck, float] | None:
+        """`admit` for each check in order, in one step, up to the first that has to wait:
+        (that check, seconds to wait), or None when all were admitted."""
 
     @abstractmethod
     async def charge(self, name: str, per_minute: int, amount: float) -> None:

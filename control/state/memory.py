@@ -11,7 +11,7 @@ from control.config.resilience import Circuit
 from control.config.routing import CacheConfig
 from control.resilience import Breakers
 from control.sessions import SessionStore as LruSessions
-from control.state.interfaces import BreakerStore, BucketStore, CacheStore, CounterStore, SessionStore
+from control.state.interfaces import BreakerStore, BucketCheck, BucketStore, CacheStore, CounterStore, SessionStore
 
 
 class Bucket:
@@ -49,12 +49,15 @@ class MemoryBuckets(BucketStore):
             current = self.buckets[name] = Bucket(per_minute, self.clock)
         return current
 
-    async def admit(self, name: str, per_minute: int, amount: float, take: bool) -> float:
-        bucket = self.bucket(name, per_minute)
-        wait = bucket.wait_s(amount)
-        if wait == 0 and take:
-            bucket.take(amount)
-        return wait
+    async def admit_in_order(self, checks: list[BucketCheck]) -> tuple[BucketCheck, float] | None:
+        for check in checks:
+            bucket = self.bucket(check.name, check.per_minute)
+            wait = bucket.wait_s(check.amount)
+            if wait > 0:
+                return check, wait
+            if check.take:
+                bucket.take(check.amount)
+        return None
 
     async def charge(self, name: str, per_minute: int, amount: float) -> None:
         self.bucket(name, per_minute).take(amount)

@@ -8,28 +8,33 @@ local function now()
 end
 """
 
-# KEYS[1] bucket; ARGV per_minute, amount, mode: check | take (when available) | charge (always).
-# Returns the seconds to wait (as a string: Redis would truncate a Lua number to an integer).
+# KEYS: buckets, checked in order; ARGV per_minute, amount, mode per key (check | take, when
+# available | charge, always). Stops at the first bucket that has not room, as separate checks
+# would: what was taken before it stays taken. Returns {index of that bucket or 0, seconds to
+# wait} (the wait as a string: Redis would truncate a Lua number to an integer).
 BUCKET = NOW + """
-local per_minute, amount, mode = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 local t = now()
-local saved = redis.call('HMGET', KEYS[1], 'level', 'at', 'limit')
-local level, at = tonumber(saved[1]), tonumber(saved[2])
-if level == nil or tonumber(saved[3]) ~= per_minute then  -- a new key or a reloaded limit
-  level, at = per_minute, t
+for i, key in ipairs(KEYS) do
+  local per_minute, amount, mode = tonumber(ARGV[3 * i - 2]), tonumber(ARGV[3 * i - 1]), ARGV[3 * i]
+  local saved = redis.call('HMGET', key, 'level', 'at', 'limit')
+  local level, at = tonumber(saved[1]), tonumber(saved[2])
+  if level == nil or tonumber(saved[3]) ~= per_minute then  -- a new key or a reloaded limit
+    level, at = per_minute, t
+  end
+  level = math.min(per_minute, level + math.max(0, t - at) * per_minute / 60)
+  local wait = 0
+  if mode ~= 'charge' then
+    wait = math.max(0, (math.min(amount, per_minute) - level) * 60 / per_minute)
+  end
+  if mode == 'charge' or (mode == 'take' and wait == 0) then
+    level = level - amount
+  end
+  redis.call('HSET', key, 'level', tostring(level), 'at', tostring(t), 'limit', per_minute)
+  -- a bucket left alone is full again after this long: then it is the same as no bucket
+  redis.call('PEXPIRE', key, math.ceil((per_minute - level) * 60000 / per_minute) + 1000)
+  if wait > 0 then return {i, tostring(wait)} end
 end
-level = math.min(per_minute, level + math.max(0, t - at) * per_minute / 60)
-local wait = 0
-if mode ~= 'charge' then
-  wait = math.max(0, (math.min(amount, per_minute) - level) * 60 / per_minute)
-end
-if mode == 'charge' or (mode == 'take' and wait == 0) then
-  level = level - amount
-end
-redis.call('HSET', KEYS[1], 'level', tostring(level), 'at', tostring(t), 'limit', per_minute)
--- a bucket left alone is full again after this long: then it is the same as no bucket
-redis.call('PEXPIRE', KEYS[1], math.ceil((per_minute - level) * 60000 / per_minute) + 1000)
-return tostring(wait)
+return {0, '0'}
 """
 
 # KEYS: breakers; ARGV cooldown_s, probe_lease_s, mode: view | allow (claims KEYS[1]'s half-open

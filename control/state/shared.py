@@ -10,7 +10,7 @@ import logging
 from control.config.resilience import Circuit
 from control.resilience import BREAKER_OPENED
 from control.state import scripts
-from control.state.interfaces import BreakerStore, BucketStore, CounterStore, SessionStore
+from control.state.interfaces import BreakerStore, BucketCheck, BucketStore, CounterStore, SessionStore
 from control.state.link import RedisLink
 from control.state.memory import MemoryBreakers, MemoryBuckets, MemoryCounters, MemorySessions
 
@@ -24,15 +24,15 @@ class RedisBuckets(BucketStore):
         self.link, self.prefix, self.local = link, prefix + "bucket:", local
         self.script = link.client.register_script(scripts.BUCKET)
 
-    async def _run(self, name: str, per_minute: int, amount: float, mode: str) -> float:
-        return float(await self.script(keys=[self.prefix + name], args=[per_minute, amount, mode]))
-
-    async def admit(self, name: str, per_minute: int, amount: float, take: bool) -> float:
-        return await self.link.run(lambda: self._run(name, per_minute, amount, "take" if take else "check"),
-                                   lambda: self.local.admit(name, per_minute, amount, take))
+    async def admit_in_order(self, checks: list[BucketCheck]) -> tuple[BucketCheck, float] | None:
+        async def remote():
+            args = [a for c in checks for a in (c.per_minute, c.amount, "take" if c.take else "check")]
+            index, wait = await self.script(keys=[self.prefix + c.name for c in checks], args=args)
+            return (checks[int(index) - 1], float(wait)) if int(index) else None
+        return await self.link.run(remote, lambda: self.local.admit_in_order(checks))
 
     async def charge(self, name: str, per_minute: int, amount: float) -> None:
-        await self.link.run(lambda: self._run(name, per_minute, amount, "charge"),
+        await self.link.run(lambda: self.script(keys=[self.prefix + name], args=[per_minute, amount, "charge"]),
                             lambda: self.local.charge(name, per_minute, amount))
 
 
