@@ -71,6 +71,7 @@ async def _on_startup(app: web.Application) -> None:
 async def _on_cleanup(app: web.Application) -> None:
     gateway = app[GATEWAY]
     await gateway.upstream.close()
+    await gateway.state.close()
     await gateway.classifier.close()
     provider = trace.get_tracer_provider()
     if hasattr(provider, "shutdown"):

@@ -4,13 +4,13 @@ from __future__ import annotations
 import asyncio
 
 from control.auth import Authenticator
-from control.cache import InMemoryCache, ResponseCache
 from control.config import Config
 from control.degrade import ClassifierGuard
 from control.reload import ConfigReloader, current
 from control.router import Router
 from control.serving.relay import Relay
 from control.signals import Classifier
+from control.state import CacheStore, open_state
 from control.upstream import Upstream
 
 
@@ -18,12 +18,14 @@ class Gateway:
     def __init__(self, config: Config, classifier: Classifier, upstream: Upstream | None = None, host: str = "127.0.0.1"):
         self._config = config
         self.classifier = classifier
-        self.router = Router(config, classifier)
+        # buckets, cache, sessions, breakers: in this process or shared through Redis (`state:`)
+        self.state = open_state(config.state, config.routing.sessions.max_sessions)
+        self.router = Router(config, classifier, self.state.sessions)
         self.upstream = upstream or Upstream()
-        self.cache: ResponseCache = InMemoryCache(config.cache)
-        self.relay = Relay(self.upstream)        # retries, failover, per-backend circuit breakers
+        self.cache: CacheStore = self.state.cache_for(config.cache)
+        self.relay = Relay(self.upstream, self.state.breakers)  # retries, failover, per-backend circuit breakers
         self.guard = ClassifierGuard()           # classifier time budget; degraded routing without it
-        self.auth = Authenticator(lambda: self.config.auth, host, lambda: self.config.metrics)
+        self.auth = Authenticator(lambda: self.config.auth, host, lambda: self.config.metrics, self.state.buckets)
         self.reloader: ConfigReloader | None = None
 
     @property
@@ -36,7 +38,7 @@ class Gateway:
         """The config new requests start with."""
         return self._config
 
-    def install(self, router: Router, config: Config, cache: ResponseCache) -> None:
+    def install(self, router: Router, config: Config, cache: CacheStore) -> None:
         """Swap in a reloaded config with its started router and the cache to use, together:
         no await in between, so a request meets all old parts or all new ones."""
         self.router, self._config, self.cache = router, config, cache

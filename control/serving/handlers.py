@@ -26,7 +26,7 @@ class Endpoints:
         chat = parse_route(await read_json(request, gateway.config.limits))
         needs = capabilities.needs_of(chat, prompt_tokens(chat, gateway.config.limits))
         routed = await gateway.guard.route(gateway.router, chat, ctx.session_id, gateway.config, degrade=False)
-        routed, _ = narrowed(routed, needs, gateway.config, ctx.lease, gateway.relay.breakers)
+        routed, _ = await narrowed(routed, needs, gateway.config, ctx.lease, gateway.relay.breakers)
         return web.json_response({**explain(routed), "timings_ms": {**timings(routed), "total": timed_ms(ctx.start)}})
 
     async def models(self, request: web.Request) -> web.Response:
@@ -47,7 +47,8 @@ class Endpoints:
         problem = gateway.guard.ready_problem(gateway.config) if ready else "the classifier (Triton) is not ready"
         return web.json_response({"status": "degraded" if problem else "ready", "classifier": ready, "degraded": problem,
                                   "triton_url": gateway.classifier.triton_url,
-                                  "config": gateway.reloader.status() if gateway.reloader else None},
+                                  "config": gateway.reloader.status() if gateway.reloader else None,
+                                  "state": gateway.state.readiness()},  # shared or local: never unready for it
                                  status=503 if problem else 200)
 
     async def metrics(self, request: web.Request) -> web.Response:

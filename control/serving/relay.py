@@ -32,7 +32,9 @@ from control import metrics
 from control.config import Backend, Config
 from control.protocol import APIError
 from control.redact import StreamRedactor, redact_bytes
-from control.resilience import Breakers, backoff
+from control.resilience import backoff
+from control.state import BreakerStore
+from control.state.memory import MemoryBreakers
 from control.upstream import Upstream, body_for, passthrough_headers, read_bounded, too_large
 
 log = logging.getLogger("semroute.relay")
@@ -122,9 +124,9 @@ class Attempts:
 
 
 class Relay:
-    def __init__(self, upstream: Upstream):
+    def __init__(self, upstream: Upstream, breakers: BreakerStore | None = None):
         self.upstream = upstream
-        self.breakers = Breakers()
+        self.breakers = breakers if breakers is not None else MemoryBreakers()  # per backend, maybe shared
 
     async def send(self, request: web.Request, config: Config, plan: RelayPlan, outcome: RelayOutcome) -> RelayOutcome:
         """The first answer of plan.candidates, in `outcome`. A stream's end is left to
@@ -149,23 +151,23 @@ class _Exchange:
                 if name != self.plan.candidates[0]:
                     FAILOVERS.labels(backend=name).inc()
                 return self.outcome
-        self.outcome.response = self._give_up()
+        self.outcome.response = await self._give_up()
         return self.outcome
 
     async def _try_backend(self, name: str) -> bool:
         """Attempts on one backend, retried with backoff; True once it answered."""
-        settings, backend, breaker = self.settings, self.config.backend(name), self.relay.breakers[name]
+        settings, backend, breakers = self.settings, self.config.backend(name), self.relay.breakers
         for retry in range(settings.retries + 1):
             if backend is None or len(self.attempts.tried) >= settings.max_attempts:
                 return False
-            if not breaker.allow(settings.circuit):
+            if not await breakers.allow(name, settings.circuit):
                 self.attempts.skipped.append(name)
                 return False
             self.attempts.tried.append(name)
             try:
                 await self._attempt(backend)
             except (APIError, RateLimited) as failure:
-                breaker.failure(settings.circuit)
+                await breakers.failure(name, settings.circuit)
                 self.last = failure
                 wait = retry_wait(failure, retry, settings)
                 if retry == settings.retries or wait is None:
@@ -175,13 +177,13 @@ class _Exchange:
                 continue
             except BaseException:
                 # the client went away: a stream it received whole counts for the backend, else no verdict
-                breaker.success() if self.outcome.healthy else breaker.release()
+                await (breakers.success(name) if self.outcome.healthy else breakers.release(name))
                 raise
-            breaker.success() if self.outcome.healthy else breaker.failure(settings.circuit)
+            await (breakers.success(name) if self.outcome.healthy else breakers.failure(name, settings.circuit))
             return True
         return False
 
-    def _give_up(self) -> web.Response:
+    async def _give_up(self) -> web.Response:
         last, attempts = self.last, self.attempts
         if isinstance(last, RateLimited):
             return web.Response(body=last.data, status=429, headers={**last.headers, **attempts.headers()})
@@ -189,7 +191,7 @@ class _Exchange:
             last.headers.update(attempts.headers())
             raise last
         circuit = self.settings.circuit
-        wait = min((self.relay.breakers[n].retry_after(circuit) for n in self.plan.candidates), default=1)
+        wait = min([await self.relay.breakers.retry_after(n, circuit) for n in self.plan.candidates], default=1)
         raise APIError(503, f"no backend available: {', '.join(self.plan.candidates)} cooling down after repeated failures",
                        type="service_unavailable", code="backend_unavailable",
                        headers={"Retry-After": str(wait), **attempts.headers()})
