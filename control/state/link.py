@@ -66,6 +66,9 @@ class RedisLink:
                     await self.client.ping()
             except FAILURES:
                 continue
+            # pooled connections from before the outage may be dead sockets: start afresh, else
+            # the first requests after the switch fail on them and switch back to local state
+            await self.client.connection_pool.disconnect()
             self.shared, self.since, self.reason = True, time.time(), ""
             SHARED.set(1)
             log.warning("state: Redis answers again; shared state resumed")
