@@ -6,6 +6,7 @@ unreachable (control/state/link.py); the cache, which keeps an index, is in shar
 from __future__ import annotations
 
 import logging
+import time
 
 from control.config.resilience import Circuit
 from control.resilience import BREAKER_OPENED
@@ -16,6 +17,7 @@ from control.state.memory import MemoryBreakers, MemoryBuckets, MemoryCounters, 
 
 log = logging.getLogger("semroute.resilience")
 BREAKER_KEEP_S = 86400     # a breaker's failure count is forgotten a day after its last failure
+FRESH_S = 0.25            # how long a look that found a breaker closed and clean is taken as current
 PROBE_LEASE_MIN_S = 30.0   # a half-open probe not settled after this long (or the cooldown) is retried
 
 
@@ -52,12 +54,14 @@ class RedisSessions(SessionStore):
 
 
 class RedisBreakers(BreakerStore):
-    """`success` after an `allow` that found the breaker closed without failures has nothing to
-    reset and costs no round trip (the common case: a healthy backend)."""
+    """A healthy backend costs no round trip beyond the look narrowing takes at every request
+    (`states`): `allow` within FRESH_S of a look that found it closed without failures lets the
+    call through, and `success` after it has nothing to reset. A failure elsewhere is seen at
+    the next look."""
 
     def __init__(self, link: RedisLink, prefix: str, local: MemoryBreakers):
         self.link, self.prefix, self.local = link, prefix + "breaker:", local
-        self.clean: set[str] = set()  # targets whose last view showed no failure
+        self.clean: dict[str, float] = {}  # target -> when a look last found it closed, no failure
         client = link.client
         self.view = client.register_script(scripts.BREAKER_VIEW)
         self.failed = client.register_script(scripts.BREAKER_FAILURE)
@@ -68,7 +72,10 @@ class RedisBreakers(BreakerStore):
         flat = await self.view(keys=[self.prefix + t for t in targets], args=[circuit.cooldown_s, lease, mode])
         views = []
         for target, (state, retry, failures) in zip(targets, zip(flat[0::3], flat[1::3], flat[2::3])):
-            (self.clean.add if failures == 0 else self.clean.discard)(target)
+            if failures == 0 and state == b"closed":
+                self.clean[target] = time.monotonic()
+            else:
+                self.clean.pop(target, None)
             views.append((state.decode(), int(retry)))
         return views
 
@@ -86,6 +93,9 @@ class RedisBreakers(BreakerStore):
         return await self.link.run(remote, lambda: self.local.state(target, circuit))
 
     async def allow(self, target: str, circuit: Circuit) -> bool:
+        if self.link.shared and time.monotonic() - self.clean.get(target, -FRESH_S) < FRESH_S:
+            return True
+
         async def remote():
             return (await self._view(target, circuit, "allow"))[0] != "open"
         return await self.link.run(remote, lambda: self.local.allow(target, circuit))
@@ -97,7 +107,7 @@ class RedisBreakers(BreakerStore):
 
     async def success(self, target: str) -> None:
         if self.link.shared and target in self.clean:
-            return
+            return  # nothing to reset
 
         async def remote():
             if await self.succeeded(keys=[self.prefix + target]):
@@ -105,7 +115,7 @@ class RedisBreakers(BreakerStore):
         await self.link.run(remote, lambda: self.local.success(target))
 
     async def failure(self, target: str, circuit: Circuit) -> None:
-        self.clean.discard(target)
+        self.clean.pop(target, None)
 
         async def remote():
             opened_now, failures = await self.failed(keys=[self.prefix + target], args=[circuit.failures, BREAKER_KEEP_S])
