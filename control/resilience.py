@@ -15,12 +15,11 @@ import math
 import random
 import time
 
-from prometheus_client import Counter
 
+from control import metrics
 from control.config.resilience import Circuit, Resilience
 
 log = logging.getLogger("semroute.resilience")
-BREAKER_OPENED = Counter("semroute_circuit_opened_total", "Circuit breakers opened (backend or classifier)", ["target"])
 
 
 def backoff(retry: int, settings: Resilience) -> float:
@@ -59,7 +58,7 @@ class CircuitBreaker:
         self.failures += 1
         if self.probing or (self.opened_at is None and self.failures >= circuit.failures):
             if self.opened_at is None:
-                BREAKER_OPENED.labels(target=self.target).inc()
+                metrics.BREAKER_OPENED.labels(target=self.target).inc()
                 log.warning("circuit for %s opened after %d consecutive failures; cooling down %gs",
                             self.target, self.failures, circuit.cooldown_s)
             self.opened_at = time.monotonic()

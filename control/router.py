@@ -12,15 +12,17 @@ from control import metrics
 from control.config import Config
 from control.decision import Blocked, Decision, PolicyContext, RequestFeatures, decide, passthrough
 from control.decision.selector import check_selectors
+from control.selection.runtime import check_profiles
 from control.protocol import AUTO_MODEL, APIError, ChatCompletionRequest
 from control.categories import CustomCategories
-from control.routes import EmbeddingRoutes
+from control.embedding_routes import EmbeddingRoutes
+from control.health import HealthBoard
 from control.sessions import session_draw
 from control.state import SessionStore
 from control.state.memory import MemorySessions
 from control.reading import ReadBudget
 from control.signals import Classifier, Signals
-from export.calibration import threshold_for
+from modelspec.calibration import threshold_for
 
 
 @dataclass
@@ -33,12 +35,15 @@ class Routed:
 
 
 class Router:
-    def __init__(self, config: Config, classifier: Classifier, sessions: SessionStore | None = None):
+    def __init__(self, config: Config, classifier: Classifier, health: HealthBoard | None = None,
+                 sessions: SessionStore | None = None):
         check_selectors(config)
+        check_profiles(config)
         self.config = config
         self.classifier = classifier
         self.routes = EmbeddingRoutes(config.routes)
         self.categories = CustomCategories(config.categories)
+        self.health = health  # the gateway's live backend health (kept across reloads), None offline
         self.sessions = sessions if sessions is not None else MemorySessions(config.routing.sessions.max_sessions)
         self._started = False
 
@@ -101,6 +106,9 @@ class Router:
             strong_threshold=self.strong_threshold(),
             previous_backend=previous_backend,
             split_draw=session_draw(session_id, "split") if session_id else random.random(),
+            health=self.health.penalties([b.name for b in self.config.backends], self.config.routing.health)
+            if self.health else {},
+            health_draw=random.random(),
         )
         return decide(signals, features, self.config, context)
 

@@ -17,7 +17,7 @@ from control.config.routing import CacheConfig
 from control.config.state import StateConfig
 from control.state import open_state
 from control.state.interfaces import BucketCheck
-from control.state.link import SHARED
+from control.metrics import STATE_SHARED
 from tests.redis_server import RedisServer, redis_server  # noqa: F401 (fixture)
 
 
@@ -292,7 +292,7 @@ async def until(predicate, timeout_s: float = 10) -> None:
 
 
 def shared_gauge() -> float:
-    return SHARED._value.get()
+    return STATE_SHARED._value.get()
 
 
 async def test_redis_killed_mid_run_falls_back_to_local_state_and_recovers(redis_server, caplog):

@@ -6,6 +6,7 @@ import asyncio
 from control.auth import Authenticator
 from control.config import Config
 from control.degrade import ClassifierGuard
+from control.health import HealthBoard
 from control.reload import ConfigReloader, current
 from control.router import Router
 from control.serving.relay import Relay
@@ -18,12 +19,13 @@ class Gateway:
     def __init__(self, config: Config, classifier: Classifier, upstream: Upstream | None = None, host: str = "127.0.0.1"):
         self._config = config
         self.classifier = classifier
+        self.health = HealthBoard()              # live latency and errors per backend (routing.health)
         # buckets, cache, sessions, breakers: in this process or shared through Redis (`state:`)
         self.state = open_state(config.state, config.routing.sessions.max_sessions)
-        self.router = Router(config, classifier, self.state.sessions)
+        self.router = Router(config, classifier, self.health, self.state.sessions)
         self.upstream = upstream or Upstream()
         self.cache: CacheStore = self.state.cache_for(config.cache)
-        self.relay = Relay(self.upstream, self.state.breakers)  # retries, failover, per-backend circuit breakers
+        self.relay = Relay(self.upstream, self.health, self.state.breakers)  # retries, failover, breakers, health
         self.guard = ClassifierGuard()           # classifier time budget; degraded routing without it
         self.auth = Authenticator(lambda: self.config.auth, host, lambda: self.config.metrics, self.state.buckets)
         self.reloader: ConfigReloader | None = None
@@ -42,6 +44,13 @@ class Gateway:
         """Swap in a reloaded config with its started router and the cache to use, together:
         no await in between, so a request meets all old parts or all new ones."""
         self.router, self._config, self.cache = router, config, cache
+
+    async def backend_health(self) -> dict[str, dict]:
+        """Per backend: circuit state, then its live health (error rate, ttft, penalty, last error)."""
+        config = self.config
+        seen = self.health.snapshot(config.routing.health)
+        circuits = await self.relay.breakers.states([b.name for b in config.backends], config.resilience.circuit)
+        return {b.name: {"circuit": circuits[b.name], **seen.get(b.name, {})} for b in config.backends}
 
     async def classifier_ready(self) -> bool:
         """Triton's readiness within the classifier budget (a hung Triton must not hang probes)."""

@@ -48,6 +48,7 @@ class Endpoints:
         return web.json_response({"status": "degraded" if problem else "ready", "classifier": ready, "degraded": problem,
                                   "triton_url": gateway.classifier.triton_url,
                                   "config": gateway.reloader.status() if gateway.reloader else None,
+                                  "backends": await gateway.backend_health(),
                                   "state": gateway.state.readiness()},  # shared or local: never unready for it
                                  status=503 if problem else 200)
 

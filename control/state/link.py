@@ -14,18 +14,14 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from prometheus_client import Counter, Gauge
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from control.config.state import StateConfig
+from control.metrics import STATE_FALLBACKS, STATE_SHARED
 
 log = logging.getLogger("semroute.state")
 T = TypeVar("T")
-# livemin: with --workers N the scrape shows 0 while any live worker serves from local state
-SHARED = Gauge("semroute_state_shared", "1 while state is shared through Redis, 0 while this process serves "
-               "from local state because Redis failed", multiprocess_mode="livemin")
-FALLBACKS = Counter("semroute_state_fallbacks_total", "Switches from shared (Redis) to local state")
 # What a dead, hung or restarting Redis raises: connection refused or reset, a timeout, a
 # server still loading its data, a script cache emptied by a restart mid-call.
 FAILURES = (RedisError, OSError, asyncio.TimeoutError)
@@ -37,7 +33,7 @@ class RedisLink:
         self.timeout_s = config.timeout_ms / 1000
         self.shared, self.since, self.reason = True, time.time(), ""
         self._probe: asyncio.Task | None = None
-        SHARED.set(1)
+        STATE_SHARED.set(1)
 
     async def run(self, remote: Callable[[], Awaitable[T]], local: Callable[[], Awaitable[T]]) -> T:
         if self.shared:
@@ -53,8 +49,8 @@ class RedisLink:
             return
         self.shared, self.since = False, time.time()
         self.reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        SHARED.set(0)
-        FALLBACKS.inc()
+        STATE_SHARED.set(0)
+        STATE_FALLBACKS.inc()
         log.warning("state: Redis failed (%s); serving from local state until it answers again", self.reason)
         self._probe = asyncio.get_running_loop().create_task(self._probe_until_back())
 
@@ -70,7 +66,7 @@ class RedisLink:
             # the first requests after the switch fail on them and switch back to local state
             await self.client.connection_pool.disconnect()
             self.shared, self.since, self.reason = True, time.time(), ""
-            SHARED.set(1)
+            STATE_SHARED.set(1)
             log.warning("state: Redis answers again; shared state resumed")
             return
 

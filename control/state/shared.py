@@ -9,7 +9,7 @@ import logging
 import time
 
 from control.config.resilience import Circuit
-from control.resilience import BREAKER_OPENED
+from control import metrics
 from control.state import scripts
 from control.state.interfaces import BreakerStore, BucketCheck, BucketStore, CounterStore, SessionStore
 from control.state.link import RedisLink
@@ -120,7 +120,7 @@ class RedisBreakers(BreakerStore):
         async def remote():
             opened_now, failures = await self.failed(keys=[self.prefix + target], args=[circuit.failures, BREAKER_KEEP_S])
             if opened_now:  # logged and counted by the replica whose failure opened it
-                BREAKER_OPENED.labels(target=target).inc()
+                metrics.BREAKER_OPENED.labels(target=target).inc()
                 log.warning("circuit for %s opened after %d consecutive failures; cooling down %gs",
                             target, failures, circuit.cooldown_s)
         await self.link.run(remote, lambda: self.local.failure(target, circuit))
