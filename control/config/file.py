@@ -19,6 +19,7 @@ from control.config.limits import Limits
 from control.config.resilience import Resilience
 from control.config.responses import ResponsesConfig
 from control.config.routing import CacheConfig, CustomCategory, EmbeddingRoute, Routing
+from control.config.state import StateConfig
 
 
 class ConfigError(ValueError):
@@ -38,6 +39,7 @@ class Config(Strict):
     metrics: MetricsAccess = MetricsAccess()
     limits: Limits = Limits()
     responses: ResponsesConfig = ResponsesConfig()
+    state: StateConfig = StateConfig()
 
     @model_validator(mode="after")
     def _references_exist(self) -> "Config":

@@ -75,6 +75,7 @@ async def _on_cleanup(app: web.Application) -> None:
     gateway = app[GATEWAY]
     gateway.feedback.close()
     await gateway.upstream.close()
+    await gateway.state.close()
     await gateway.classifier.close()
     provider = trace.get_tracer_provider()
     if hasattr(provider, "shutdown"):

@@ -68,13 +68,13 @@ class ChatPipeline:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         ctx = context_of(request)
         call = self.parse(ctx, await read_json(request, self.gateway.config.limits))
-        self.admit(call)
+        await self.admit(call)
         await self.route(call)
         request[LABELS] = call.labels  # counted with the final status by count_requests_middleware
         with self.logged(call):
-            found = self.lookup(call)
+            found = await self.lookup(call)
             response = await self.relay(request, call) if found is None else cached_response(found, call.headers)
-        self.finished(call, response.status, response.headers.get("x-semroute-model", call.candidates[0]))
+        await self.finished(call, response.status, response.headers.get("x-semroute-model", call.candidates[0]))
         return response
 
     def parse(self, ctx: RequestContext, body: dict) -> ChatCall:
@@ -85,9 +85,9 @@ class ChatPipeline:
         call.dialect, call.labels["api"] = dialect, self.api
         return call
 
-    def admit(self, call: ChatCall) -> None:
+    async def admit(self, call: ChatCall) -> None:
         """The key must have room for the prompt's estimated tokens (else 429)."""
-        call.ctx.lease.reserve(call.prompt_tokens)
+        await call.ctx.lease.reserve(call.prompt_tokens)
 
     async def route(self, call: ChatCall) -> None:
         """The decision, narrowed to the candidates this request can use, and its headers."""
@@ -96,8 +96,8 @@ class ChatPipeline:
         with TRACER.start_as_current_span("route") as span:
             routed = await gateway.guard.route(gateway.router, call.chat, ctx.session_id, gateway.config)
             needs = capabilities.needs_of(call.chat, call.prompt_tokens)
-            call.routed, call.candidates = narrowed(routed, needs, gateway.config, ctx.lease, gateway.relay.breakers,
-                                                    self.api)
+            call.routed, call.candidates = await narrowed(routed, needs, gateway.config, ctx.lease,
+                                                          gateway.relay.breakers, self.api)
             span.set_attributes(decision_attributes(call.routed))
         metrics.DECISION_SECONDS.observe(time.perf_counter() - ctx.start)
         trace.get_current_span().set_attributes(decision_attributes(call.routed))
@@ -105,7 +105,7 @@ class ChatPipeline:
         call.labels = {"backend": call.candidates[0], "category": call.headers["x-semroute-category"],
                        "task": call.headers["x-semroute-task"], "rule": call.routed.decision.rule, "api": self.api}
 
-    def lookup(self, call: ChatCall) -> CachedResponse | None:
+    async def lookup(self, call: ChatCall) -> CachedResponse | None:
         """A stored answer for this request, or None (and x-semroute-cache says which)."""
         call.answer_start = time.perf_counter()  # the answer's clock, cache hits included
         decision, signals, config = call.routed.decision, call.routed.signals, self.gateway.config
@@ -116,7 +116,7 @@ class ChatPipeline:
         sent = body_for(config.backend(call.candidates[0]), question, decision.reasoning)
         call.cache_key = cache_key(sent, decision.backend, config.cache, call.ctx.lease.tenant)
         with TRACER.start_as_current_span("cache.lookup") as span:
-            found = self.gateway.cache.lookup(call.cache_key, signals.embedding)
+            found = await self.gateway.cache.lookup(call.cache_key, signals.embedding)
             span.set_attribute("semroute.cache.hit", found is not None)
         result = found[1] if found else "miss"
         metrics.CACHE.labels(result=result).inc()
@@ -130,7 +130,7 @@ class ChatPipeline:
         try:
             await self.gateway.relay.send(request, self.gateway.config, self.plan(call), outcome)
         finally:  # also when the client left mid-stream: it is billed for what was produced
-            self.settle(call, outcome)
+            await self.settle(call, outcome)
         await outcome.finish()
         return outcome.response
 
@@ -138,23 +138,23 @@ class ChatPipeline:
         return RelayPlan(call.candidates, call.dialect, call.routed.decision.reasoning, call.headers, call.ctx.request_id,
                          call.dialect.stream, record=call.cache_key is not None)
 
-    def settle(self, call: ChatCall, outcome: RelayOutcome) -> None:
+    async def settle(self, call: ChatCall, outcome: RelayOutcome) -> None:
         """Once an answer went out (whole or not): usage metrics, the key's tokens, the cache."""
         backend, usage, decision = outcome.backend, outcome.usage, call.routed.decision
         if backend is None:
             return
         account(self.gateway.config, backend, usage, decision.saving_against)
         self.gateway.feedback.remember(call.ctx, backend.name, call.routed)
-        call.ctx.lease.charge(int(usage.get("total_tokens") or 0) if usage else call.prompt_tokens + outcome.events)
+        await call.ctx.lease.charge(int(usage.get("total_tokens") or 0) if usage else call.prompt_tokens + outcome.events)
         if self.turns is not None:
             self.turns.keep(call.dialect, outcome, call.ctx.lease.tenant)
         if outcome.recorded is not None and call.cache_key is not None and backend.name == decision.backend:
-            self.gateway.cache.store(call.cache_key, call.routed.signals.embedding,
+            await self.gateway.cache.store(call.cache_key, call.routed.signals.embedding,
                                      CachedResponse(outcome.recorded, outcome.content_type, decision.backend))
 
-    def finished(self, call: ChatCall, status: int, answered_by: str) -> None:
+    async def finished(self, call: ChatCall, status: int, answered_by: str) -> None:
         """An answer went out (`answered_by`: the backend after any failover, or the cache's)."""
-        self.gateway.router.remember(call.ctx.session_id, call.routed.decision)
+        await self.gateway.router.remember(call.ctx.session_id, call.routed.decision)
         call.labels["backend"] = answered_by
         metrics.UPSTREAM_SECONDS.labels(backend=call.candidates[0]).observe(time.perf_counter() - call.answer_start)
         access_log(call, status)

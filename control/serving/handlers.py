@@ -27,7 +27,7 @@ class Endpoints:
         gateway.feedback.learn()
         needs = capabilities.needs_of(chat, prompt_tokens(chat, gateway.config.limits))
         routed = await gateway.guard.route(gateway.router, chat, ctx.session_id, gateway.config, degrade=False)
-        routed, _ = narrowed(routed, needs, gateway.config, ctx.lease, gateway.relay.breakers)
+        routed, _ = await narrowed(routed, needs, gateway.config, ctx.lease, gateway.relay.breakers)
         return web.json_response({**explain(routed), "timings_ms": {**timings(routed), "total": timed_ms(ctx.start)}})
 
     async def models(self, request: web.Request) -> web.Response:
@@ -61,7 +61,8 @@ class Endpoints:
         return web.json_response({"status": "degraded" if problem else "ready", "classifier": ready, "degraded": problem,
                                   "triton_url": gateway.classifier.triton_url,
                                   "config": gateway.reloader.status() if gateway.reloader else None,
-                                  "backends": gateway.backend_health()},
+                                  "backends": await gateway.backend_health(),
+                                  "state": gateway.state.readiness()},  # shared or local: never unready for it
                                  status=503 if problem else 200)
 
     async def metrics(self, request: web.Request) -> web.Response:

@@ -9,12 +9,12 @@ from control.decision.candidates import narrow, reroute
 from control.config import Config
 from control.protocol import APIError
 from control.protocols.endpoints import API, why_not_served
-from control.resilience import Breakers
 from control.router import Routed
+from control.state import BreakerStore
 
 
-def narrowed(routed: Routed, needs: capabilities.Needs, config: Config, lease: Lease,
-             breakers: Breakers, api: API = "chat") -> tuple[Routed, tuple[str, ...]]:
+async def narrowed(routed: Routed, needs: capabilities.Needs, config: Config, lease: Lease,
+                   breakers: BreakerStore, api: API = "chat") -> tuple[Routed, tuple[str, ...]]:
     """(the decision, the candidates to relay to), dropping, in order and named in the reason:
     backends that do not serve the request's API (see `served`), backends lacking a capability
     the request needs (none left: 400), backends the client's key may not use, backends whose
@@ -30,8 +30,9 @@ def narrowed(routed: Routed, needs: capabilities.Needs, config: Config, lease: L
         fallback = lease.restrict(capable.candidates, capable.rule == "passthrough")
         allowed = reroute(capable, config, fallback, f"key '{lease.tenant}' may use none of them: {fallback[0]} instead")
     circuit = config.resilience.circuit
+    states = await breakers.states([b.name for b in config.backends], circuit)  # one look (one round trip)
     healthy = narrow(allowed, config, lambda b: "circuit open after repeated failures"
-                     if breakers[b.name].state(circuit) == "open" else None)
+                     if states.get(b.name) == "open" else None)
     return replace(routed, decision=healthy or allowed), allowed.candidates
 
 

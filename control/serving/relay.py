@@ -32,7 +32,9 @@ from control.health import HealthBoard
 from control.protocol import APIError
 from control.protocols.dialects import Dialect
 from control.redact import StreamRedactor, redact_bytes
-from control.resilience import Breakers, backoff
+from control.resilience import backoff
+from control.state import BreakerStore
+from control.state.memory import MemoryBreakers
 from control.upstream import Upstream, body_for, passthrough_headers, read_bounded, too_large
 
 log = logging.getLogger("semroute.relay")
@@ -120,9 +122,9 @@ class Attempts:
 
 
 class Relay:
-    def __init__(self, upstream: Upstream, health: HealthBoard | None = None):
+    def __init__(self, upstream: Upstream, health: HealthBoard | None = None, breakers: BreakerStore | None = None):
         self.upstream = upstream
-        self.breakers = Breakers()
+        self.breakers = breakers if breakers is not None else MemoryBreakers()  # per backend, maybe shared
         self.health = health or HealthBoard()
 
     async def send(self, request: web.Request, config: Config, plan: RelayPlan, outcome: RelayOutcome) -> RelayOutcome:
@@ -149,16 +151,16 @@ class _Exchange:
                 if name != self.plan.candidates[0]:
                     metrics.FAILOVERS.labels(backend=name).inc()
                 return self.outcome
-        self.outcome.response = self._give_up()
+        self.outcome.response = await self._give_up()
         return self.outcome
 
     async def _try_backend(self, name: str) -> bool:
         """Attempts on one backend, retried with backoff; True once it answered."""
-        settings, backend, breaker = self.settings, self.config.backend(name), self.relay.breakers[name]
+        settings, backend, breakers = self.settings, self.config.backend(name), self.relay.breakers
         for retry in range(settings.retries + 1):
             if backend is None or len(self.attempts.tried) >= settings.max_attempts:
                 return False
-            if not breaker.allow(settings.circuit):
+            if not await breakers.allow(name, settings.circuit):
                 self.attempts.skipped.append(name)
                 return False
             self.attempts.tried.append(name)
@@ -166,7 +168,7 @@ class _Exchange:
             try:
                 await self._attempt(backend)
             except (APIError, RateLimited) as failure:
-                breaker.failure(settings.circuit)
+                await breakers.failure(name, settings.circuit)
                 self._book_health(name, False, started, failure.code)
                 self.last = failure
                 wait = retry_wait(failure, retry, settings)
@@ -177,9 +179,9 @@ class _Exchange:
                 continue
             except BaseException:
                 # the client went away: a stream it received whole counts for the backend, else no verdict
-                breaker.success() if self.outcome.healthy else breaker.release()
+                await (breakers.success(name) if self.outcome.healthy else breakers.release(name))
                 raise
-            breaker.success() if self.outcome.healthy else breaker.failure(settings.circuit)
+            await (breakers.success(name) if self.outcome.healthy else breakers.failure(name, settings.circuit))
             self._book_health(name, self.outcome.healthy, started, None if self.outcome.healthy else "stream_failed")
             return True
         return False
@@ -189,7 +191,7 @@ class _Exchange:
         first_byte = self.first_byte_s if self.first_byte_s is not None else elapsed  # a whole answer: its time
         self.relay.health.record(name, ok, first_byte if ok else None, elapsed, self.config.routing.health, code)
 
-    def _give_up(self) -> web.Response:
+    async def _give_up(self) -> web.Response:
         last, attempts = self.last, self.attempts
         if isinstance(last, RateLimited):
             return web.Response(body=self.plan.dialect.error_answer(429, last.data), status=429,
@@ -198,7 +200,7 @@ class _Exchange:
             last.headers.update(attempts.headers())
             raise last
         circuit = self.settings.circuit
-        wait = min((self.relay.breakers[n].retry_after(circuit) for n in self.plan.candidates), default=1)
+        wait = min([await self.relay.breakers.retry_after(n, circuit) for n in self.plan.candidates], default=1)
         raise APIError(503, f"no backend available: {', '.join(self.plan.candidates)} cooling down after repeated failures",
                        type="service_unavailable", code="backend_unavailable",
                        headers={"Retry-After": str(wait), **attempts.headers()})
