@@ -80,7 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare", default=None, help="metrics.json of another model (e.g. v1) shown beside this one in goals.md; "
                    "or `fp32`: the decision gate of --cpu-runtime against ONNX Runtime fp32, each on its own private Triton")
     p.add_argument("--cpu-runtime", default=None, help="with --compare fp32: the runtime under test (onnxruntime-fp32, "
-                   "openvino-fp32, openvino-bf16; default: what `auto` picks on this CPU)")
+                   "openvino-fp32, openvino-bf16, onnxruntime-bf16-emulated; default: what `auto` picks on this CPU)")
+    from control.selection.cli_args import add_selection_commands  # issue 14: its flags live with it
+    add_selection_commands(sub)
     return parser
 
 
@@ -118,6 +120,9 @@ def _dispatch(args: argparse.Namespace) -> int | None:
     if args.command == "eval":
         from export.evaluate import run_eval
         return run_eval(args)
+    if args.command in ("profile", "eval-selection"):
+        from control.selection.cli_args import dispatch
+        return dispatch(args)
     raise ValueError(f"unknown command {args.command}")
 
 
