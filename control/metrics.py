@@ -46,11 +46,16 @@ CACHE = Counter("semroute_cache_requests_total", "Semantic cache lookups by resu
 UPSTREAM_ERRORS = Counter("semroute_upstream_errors_total", "Upstream failures by kind", ["backend", "code"])
 
 
-def render() -> tuple[bytes, str]:
+def registry():
+    """Every worker's values in multiprocess mode, else this process's registry."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry), CONTENT_TYPE_LATEST
+        return registry
     from prometheus_client import REGISTRY
 
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+    return REGISTRY
+
+
+def render() -> tuple[bytes, str]:
+    return generate_latest(registry()), CONTENT_TYPE_LATEST
