@@ -25,6 +25,9 @@ ASSETS = {"console.js": "text/javascript", "console.css": "text/css"}  # served 
 HEARTBEAT_S = 15.0  # an SSE comment this often keeps proxies from closing an idle feed
 MAX_LIST = 1000
 CONSOLE = web.AppKey("console", "Console")
+# The page runs only its own script and styles; the data it shows can never become code.
+PAGE_HEADERS = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff",
+                "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'"}
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
@@ -72,14 +75,14 @@ class Console:
     # ---- handlers ------------------------------------------------------------------------
     async def page(self, request: web.Request) -> web.Response:
         return web.Response(body=(STATIC / "index.html").read_bytes(), content_type="text/html", charset="utf-8",
-                            headers={"Cache-Control": "no-cache"})
+                            headers=PAGE_HEADERS)
 
     async def asset(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
         if name not in ASSETS:
             raise APIError(404, f"no console asset '{name}'", code="not_found")
         return web.Response(body=(STATIC / name).read_bytes(), content_type=ASSETS[name], charset="utf-8",
-                            headers={"Cache-Control": "no-cache"})
+                            headers=PAGE_HEADERS)
 
     async def decisions(self, request: web.Request) -> web.Response:
         limit = query_int(request, "limit", 200, 1, MAX_LIST)

@@ -197,7 +197,7 @@ function lineChart(svg, lines, format) {
     svg.append(svgEl("polyline", { points: coords.join(" "), fill: "none", stroke: line.color, "stroke-width": 1.6 }));
     const legend = svgEl("text", { x: left + (i % 4) * 80, y: H - 5 });
     legend.textContent = `■ ${line.name}`;
-    legend.setAttribute("style", `fill:${line.color}`);
+    legend.style.fill = line.color;  // CSSOM: the page's CSP allows no inline style attributes
     svg.append(legend);
   });
 }
