@@ -84,6 +84,9 @@ def test_shared_ring_merges_workers_and_stays_bounded(tmp_path):
     assert on_disk <= 2 * 4 * 2  # two generations of `capacity` per worker, no more
     newest = first.recent(1)[0]
     assert second.get(newest["id"])["request_id"] == "r9"  # any worker finds any worker's row
+    for n in range(10, 15):  # read again after more lines and a rotation: parsed incrementally, none twice
+        first.append(summary(n))
+    assert [s["request_id"] for s in first.recent(6)] == ["r14", "r13", "r12", "r11", "r10", "r9"]
 
 
 def test_shared_ring_skips_a_line_still_being_written(tmp_path):

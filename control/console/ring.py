@@ -77,6 +77,7 @@ class SharedRing:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.path = self.directory / f"decisions-{worker or os.getpid()}.jsonl"
         self.lines = sum(1 for _ in open(self.path, "rb")) if self.path.exists() else 0
+        self.views: dict[Path, FileView] = {}  # parsed so far, per file: a read parses only new lines
 
     def append(self, summary: dict) -> None:
         if self.lines >= self.capacity:
@@ -92,9 +93,10 @@ class SharedRing:
 
     def recent(self, limit: int | None = None) -> list[dict]:
         """Newest first, across all workers (ordered by time)."""
-        summaries = []
-        for path in sorted(self.directory.glob("decisions-*")):
-            summaries.extend(parse_lines(path.read_bytes()))
+        paths = set(self.directory.glob("decisions-*"))
+        for path in paths - set(self.views):
+            self.views[path] = FileView(path)
+        summaries = [s for path in paths for s in self.views[path].refresh()]
         summaries.sort(key=order, reverse=True)
         return summaries[:limit or self.capacity]
 
@@ -106,6 +108,29 @@ class SharedRing:
 
     def _current_files(self) -> list[Path]:
         return sorted(self.directory.glob("decisions-*.jsonl"))
+
+
+class FileView:
+    """One file's summaries, parsed incrementally; a replaced file (rotation) is read anew."""
+
+    def __init__(self, path: Path):
+        self.path, self.inode, self.offset, self.items = path, None, 0, []
+
+    def refresh(self) -> list[dict]:
+        try:
+            with open(self.path, "rb") as f:
+                inode = os.fstat(f.fileno()).st_ino
+                if inode != self.inode:
+                    self.inode, self.offset, self.items = inode, 0, []
+                f.seek(self.offset)
+                data = f.read()
+        except FileNotFoundError:
+            self.inode, self.offset, self.items = None, 0, []
+            return self.items
+        complete = data[:data.rfind(b"\n") + 1]  # an unfinished last line is read next time
+        self.offset += len(complete)
+        self.items.extend(parse_lines(complete))
+        return self.items
 
 
 class SharedSubscription:
