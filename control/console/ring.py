@@ -12,10 +12,11 @@ generation kept), so the disk holds at most 2 × capacity summaries per worker.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 from collections import deque
 from pathlib import Path
+
+import orjson
 
 CAPACITY = 1000            # summaries kept (per worker in shared mode; the page shows the newest)
 POLL_S = 0.25              # shared mode: how often the feed looks for new lines
@@ -83,7 +84,7 @@ class SharedRing:
         if self.lines >= self.capacity:
             os.replace(self.path, self.path.with_suffix(".old"))  # a reader holding it reads it to its end
             self.lines = 0
-        line = json.dumps(summary, separators=(",", ":")).encode() + b"\n"
+        line = orjson.dumps(summary) + b"\n"
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             os.write(fd, line)  # one write of a whole line: a reader never sees half of it as a line
@@ -211,8 +212,8 @@ def parse_lines(data: bytes) -> list[dict]:
     out = []
     for line in lines[:-1]:  # the piece after the last newline is empty or unfinished
         try:
-            out.append(json.loads(line))
-        except ValueError:  # a line cut by a full disk: skipped, the next ones still count
+            out.append(orjson.loads(line))
+        except orjson.JSONDecodeError:  # a line cut by a full disk: skipped, the next ones still count
             continue
     return out
 
