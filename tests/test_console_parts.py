@@ -50,7 +50,8 @@ def test_summary_keeps_the_prompt_only_when_asked(monkeypatch):
 
 def test_blocked_request_is_flagged_without_a_decision():
     s = summarize(None, Outcome(status=403, error_code="jailbreak_detected", error="blocked"))
-    assert s["flags"]["jailbreak"] and s["rule"] == "none" and s["backend"] == ""
+    assert s["flags"]["jailbreak"] and s["rule"] == "blocked" and s["backend"] == ""
+    assert summarize(None, Outcome(status=400, error_code="invalid_request"))["rule"] == "none"
 
 
 # ---- the ring ----------------------------------------------------------------------------

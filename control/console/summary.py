@@ -43,7 +43,7 @@ def summarize(explanation: dict | None, outcome: Outcome, prompt: str | None = N
     summary = {
         "id": f"{os.getpid()}-{seq}", "seq": seq, "time": round(time.time(), 6), "worker": os.getpid(),
         "request_id": outcome.request_id, "status": outcome.status,
-        "backend": outcome.backend or explanation.get("backend", ""), "rule": explanation.get("rule", "none"),
+        "backend": outcome.backend or explanation.get("backend", ""), "rule": explanation.get("rule") or rule_of_refusal(outcome),
         "domain": top(signals.get("domain")), "task": top(signals.get("task")),
         "strong_prob": signals.get("strong_prob"), "flags": flags(signals, outcome),
         "latency_ms": round(outcome.latency_ms, 2), "cost_usd": outcome.cost_usd, "saving_usd": outcome.saving_usd,
@@ -74,6 +74,11 @@ def flagged(kind: str, signals: dict, outcome: Outcome) -> bool:
     score = signals.get(f"{kind}_prob")
     threshold = outcome.thresholds.get(kind) or FLAG_PROB
     return score is not None and score >= threshold
+
+
+def rule_of_refusal(outcome: Outcome) -> str:
+    """No decision was made: "blocked" for a safety/PII refusal, else "none"."""
+    return "blocked" if outcome.error_code in BLOCK_CODES.values() else "none"
 
 
 def top(probabilities: dict[str, float] | None) -> str:
