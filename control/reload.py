@@ -134,10 +134,11 @@ class ConfigReloader:
 
 
 async def install_config(gateway, config: Config, host: str) -> None:
-    """Check `config` against the running gateway, then swap it in with no await in between.
+    """Check `config` against the running gateway, build and start its Router, then
+    `gateway.install(router, config, cache)`: the gateway swaps its own parts at once.
 
-    A new Router is started on the new config before the swap (the served model's labels,
-    embedding routes); when Triton is unreachable that check waits for the first request.
+    The new Router is started before the swap (the served model's labels, embedding routes);
+    when Triton is unreachable that check waits for the first request.
     """
     problem = config.auth.problem(host)
     if problem:
@@ -150,6 +151,5 @@ async def install_config(gateway, config: Config, host: str) -> None:
     except (InferenceServerException, OSError, TimeoutError) as exc:
         log.warning("config reload: Triton unavailable (%s); labels are checked when it is back", exc)
     redact.register(config)
-    if config.cache != gateway.config.cache:
-        gateway.cache = InMemoryCache(config.cache)
-    gateway.router, gateway.config = router, config
+    cache = gateway.cache if config.cache == gateway.config.cache else InMemoryCache(config.cache)
+    gateway.install(router, config, cache)

@@ -1,8 +1,8 @@
 """Resilience settings and their two mechanisms: backoff with jitter and circuit breakers.
 
 Pure (no I/O); the settings are the config's `resilience:` section (control/config/resilience.py).
-`control/relay.py` (upstream failover) and `control/degrade.py` (the classifier's time budget)
-use the breakers.
+`control/serving/relay.py` (upstream failover) and `control/degrade.py` (the classifier's time
+budget) use the breakers.
 
 A breaker opens after `failures` consecutive failures and then skips its target for
 `cooldown_s`; after that exactly one request goes through as a probe (half-open): success

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from control.config.base import AnyLabel, BackendName, DomainLabel, Strict, TaskLabel
+from control.config.base import AnyLabel, BackendName, DomainLabel, Strict, TaskLabel, repeated
 from control.config.when import When
 
 
@@ -98,10 +98,7 @@ class Routing(Strict):
 
     @model_validator(mode="after")
     def _unique_rule_names(self) -> "Routing":
-        names = [r.name for r in self.rules]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"rule names must be unique; repeated: {', '.join(dupes)}")
+        repeated([r.name for r in self.rules], "rule")
         return self
 
 
