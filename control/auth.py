@@ -25,7 +25,8 @@ from control.config.access import ApiKey, Auth, MetricsAccess
 from control.protocol import APIError
 
 REJECTED = Counter("semroute_auth_rejections_total", "Requests refused by auth or rate limits", ["reason"])
-OPEN_PATHS = ("/healthz", "/readyz", "/openapi.json")  # probes carry no key
+# Probes carry no key; the console's page and assets are static (its data under /ui/api takes an admin key).
+OPEN_PATHS = ("/healthz", "/readyz", "/openapi.json", "/ui", "/ui/static/console.js", "/ui/static/console.css")
 METRICS_PATH = "/metrics"  # as the `metrics.auth` section says
 
 

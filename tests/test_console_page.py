@@ -44,11 +44,11 @@ def rows(driver) -> list:
 
 def test_console_page_shows_decisions_health_and_config(tmp_path):
     breakers = Breakers()
-    breakers["down"].failure(CONFIG.resilience.circuit)  # one failure opens it (failures: 1)
     server = ConsoleServer(Console(Sources(config=lambda: CONFIG, breakers=lambda: breakers))).start()
     try:
         server.record(summarize(explanation("task:coding", "coding"), Outcome(backend="cheap", latency_ms=12)))
         server.record(summarize(explanation("default", "open_qa"), Outcome(backend="cheap", fallback_from=("down",))))
+        breakers["down"].failure(CONFIG.resilience.circuit, "upstream_error", "connection refused")  # opens (failures: 1)
         with chromium(tmp_path) as driver:
             wait = WebDriverWait(driver, 15)
             driver.get(f"http://127.0.0.1:{server.port}/ui")
@@ -68,7 +68,7 @@ def test_console_page_shows_decisions_health_and_config(tmp_path):
             wait.until(lambda d: d.find_element(*down).text.startswith("open"))
             cheap = driver.find_element(By.CSS_SELECTOR, "#health-rows tr[data-backend='cheap'] td.circuit")
             assert cheap.text == "closed"
-            assert "failover" in driver.find_element(By.CSS_SELECTOR, "#health-rows tr[data-backend='down'] .last-error").text
+            assert "connection refused" in driver.find_element(By.CSS_SELECTOR, "#health-rows tr[data-backend='down'] .last-error").text
 
             config = driver.find_element(By.ID, "config-json").get_attribute("textContent")
             assert '"name": "down"' in config and "s3cretpass" not in config

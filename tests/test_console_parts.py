@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -167,15 +168,16 @@ def test_quantile_of_nothing_is_none():
 def test_health_shows_open_circuit_and_last_error():
     circuit = Circuit(failures=2, cooldown_s=30)
     breakers = Breakers()
-    breakers["down"].failure(circuit)
-    breakers["down"].failure(circuit)
-    states = circuit_states(breakers, circuit, ["cheap", "down"])
     summaries = [summary(2, latency_ms=40.0),
                  summary(1, backend="cheap", fallback_from=("down",), latency_ms=60.0),
                  summary(0, backend="down", status=502, error_code="upstream_error", error="connection refused")]
-    rows = {r["backend"]: r for r in backend_health(["cheap", "down"], [states], summaries, now=summaries[0]["time"])}
+    breakers["down"].failure(circuit)
+    breakers["down"].failure(circuit, "upstream_error", "backend 'down' is unreachable")
+    states = circuit_states(breakers, circuit, ["cheap", "down"])
+    rows = {r["backend"]: r for r in backend_health(["cheap", "down"], [states], summaries, now=time.time())}
     assert rows["down"]["circuit"] == "open" and rows["down"]["retry_after_s"] >= 1
-    assert rows["down"]["error_rate"] == 1.0 and rows["down"]["last_error"]["code"] == "failover"
+    assert rows["down"]["error_rate"] == 1.0
+    assert rows["down"]["last_error"]["message"] == "backend 'down' is unreachable"  # the breaker's, newest
     assert rows["cheap"]["circuit"] == "closed" and rows["cheap"]["error_rate"] == 0.0
     assert rows["cheap"]["latency_ms_p50"] == 50.0 and rows["cheap"]["last_error"] is None
 

@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from control import redact
+
 WINDOW_S = 300.0       # rolling window for latency and error rate
 PUBLISH_S = 1.0        # shared mode: how often a worker writes its circuits
 STALE_S = 10.0         # a worker that has not written for this long is gone
@@ -29,11 +31,12 @@ def circuit_states(breakers: dict, circuit, names: list[str]) -> dict[str, dict]
     for name in names:
         breaker = breakers.get(name)
         if breaker is None:
-            out[name] = {"state": "closed", "failures": 0, "retry_after_s": 0}
+            out[name] = {"state": "closed", "failures": 0, "retry_after_s": 0, "last_error": None}
             continue
         state = breaker.state(circuit)
         out[name] = {"state": state, "failures": breaker.failures,
-                     "retry_after_s": breaker.retry_after(circuit) if state == "open" else 0}
+                     "retry_after_s": breaker.retry_after(circuit) if state == "open" else 0,
+                     "last_error": redacted(breaker.last_error)}
     return out
 
 
@@ -91,8 +94,21 @@ def backend_health(names: list[str], views: list[dict[str, dict]], summaries: li
     """One row per backend: the worst circuit among the workers, and the window's numbers."""
     now = time.time() if now is None else now
     recent = [s for s in summaries if now - s["time"] <= WINDOW_S]
-    return [{"backend": name, **worst_circuit(name, views), **window(name, recent), "last_error": last_error(name, summaries)}
-            for name in names]
+    return [{"backend": name, **worst_circuit(name, views), **window(name, recent),
+             "last_error": newest(breaker_error(name, views), last_error(name, summaries))} for name in names]
+
+
+def redacted(error: dict | None) -> dict | None:
+    return {**error, "message": redact.redact(error["message"])} if error else None
+
+
+def breaker_error(name: str, views: list[dict[str, dict]]) -> dict | None:
+    """The newest failure any worker's breaker saw for this backend (each attempt, retries too)."""
+    return newest(*(v[name].get("last_error") for v in views if name in v))
+
+
+def newest(*errors: dict | None) -> dict | None:
+    return max((e for e in errors if e), key=lambda e: e["time"], default=None)
 
 
 def worst_circuit(name: str, views: list[dict[str, dict]]) -> dict:

@@ -14,6 +14,7 @@ from importlib import resources
 
 from aiohttp import web
 
+from control.auth import lease_of
 from control.console.config_view import masked_config
 from control.console.health import backend_health, circuit_states, circuits_for_this_process
 from control.console.ring import MemoryRing, SharedRing, ring_for_this_process
@@ -133,15 +134,25 @@ def add_console(app: web.Application, console: Console) -> None:
     app[CONSOLE] = console
     app.router.add_get("/ui", console.page)
     app.router.add_get("/ui/static/{name}", console.asset)
-    app.router.add_get("/ui/api/decisions", console.decisions)
-    app.router.add_get("/ui/api/decisions/{id}", console.decision)
-    app.router.add_get("/ui/api/feed", console.feed)
-    app.router.add_get("/ui/api/series", console.series)
-    app.router.add_get("/ui/api/health", console.health)
-    app.router.add_get("/ui/api/config", console.config)
+    for path, handler in (("decisions", console.decisions), ("decisions/{id}", console.decision),
+                          ("feed", console.feed), ("series", console.series), ("health", console.health),
+                          ("config", console.config)):
+        app.router.add_get(f"/ui/api/{path}", admin_only(handler))
     app.on_startup.append(console.start)
     app.on_shutdown.append(console.end_feeds)
     app.on_cleanup.append(console.stop)
+
+
+def admin_only(handler):
+    """With auth on, the console's data is for keys with `admin: true` (the auth middleware has
+    already refused a missing or invalid key); with auth off there is no key and it is open."""
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        key = lease_of(request).key
+        if key is not None and not key.admin:
+            raise APIError(403, f"key '{key.name}' may not read the console's data: it needs 'admin: true' in "
+                                "auth.keys", type="permission_error", code="admin_required")
+        return await handler(request)
+    return guarded
 
 
 def backend_names(config) -> list[str]:

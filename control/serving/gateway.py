@@ -6,6 +6,7 @@ import asyncio
 from control.auth import Authenticator
 from control.cache import InMemoryCache, ResponseCache
 from control.config import Config
+from control.console.web import Console, Sources
 from control.degrade import ClassifierGuard
 from control.reload import ConfigReloader, current
 from control.router import Router
@@ -25,6 +26,8 @@ class Gateway:
         self.guard = ClassifierGuard()           # classifier time budget; degraded routing without it
         self.auth = Authenticator(lambda: self.config.auth, host, lambda: self.config.metrics)
         self.reloader: ConfigReloader | None = None
+        self.console = Console(Sources(config=lambda: self.live_config, breakers=lambda: self.relay.breakers,
+                                       reload_status=lambda: self.reloader.status() if self.reloader else None))
 
     @property
     def config(self) -> Config:

@@ -165,7 +165,7 @@ class _Exchange:
             try:
                 await self._attempt(backend)
             except (APIError, RateLimited) as failure:
-                breaker.failure(settings.circuit)
+                breaker.failure(settings.circuit, failure.code or "", str(failure))
                 self.last = failure
                 wait = retry_wait(failure, retry, settings)
                 if retry == settings.retries or wait is None:
