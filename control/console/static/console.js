@@ -24,7 +24,7 @@ function el(tag, props = {}, ...children) {
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const time = (t) => new Date(t * 1000).toLocaleTimeString();
-const usd = (v) => (v ? "$" + Number(v).toPrecision(3) : "–");
+const usd = (v) => (!v ? "–" : "$" + (v >= 1 ? v.toFixed(2) : v >= 0.01 ? v.toFixed(4) : v.toFixed(6)));
 const pct = (v) => (v == null ? "–" : (100 * v).toFixed(1) + "%");
 const num = (v, digits = 1) => (v == null ? "–" : Number(v).toFixed(digits));
 
@@ -175,7 +175,7 @@ function svgEl(tag, attrs) {
 
 function lineChart(svg, lines, format) {
   svg.replaceChildren();
-  const W = 360, H = 150, left = 44, right = 6, top = 8, bottom = 30;
+  const W = 360, H = 150, left = 54, right = 6, top = 8, bottom = 30;
   const points = lines.flatMap((l) => l.values.filter(([, v]) => v != null));
   if (!points.length) {
     svg.append(Object.assign(svgEl("text", { x: W / 2, y: H / 2, "text-anchor": "middle" }), { textContent: "no data yet" }));
