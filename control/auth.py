@@ -19,12 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
-from prometheus_client import Counter
 
+from control import metrics
 from control.config.access import ApiKey, Auth, MetricsAccess
 from control.protocol import APIError
 
-REJECTED = Counter("semroute_auth_rejections_total", "Requests refused by auth or rate limits", ["reason"])
 # Probes carry no key; the console's page and assets are static (its data under /ui/api takes an admin key).
 OPEN_PATHS = ("/healthz", "/readyz", "/openapi.json", "/ui", "/ui/static/console.js", "/ui/static/console.css")
 METRICS_PATH = "/metrics"  # as the `metrics.auth` section says
@@ -101,7 +100,7 @@ class Authenticator:
         if access.auth == "api" and auth.enabled(self.host):
             self.identify(request, auth)
         elif access.auth == "key" and not access.admits(self.presented(request)):
-            REJECTED.labels(reason="invalid_metrics_key").inc()
+            metrics.AUTH_REJECTIONS.labels(reason="invalid_metrics_key").inc()
             raise APIError(401, "GET /metrics needs the metrics key: send 'Authorization: Bearer <key>'",
                            code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
 
@@ -113,12 +112,12 @@ class Authenticator:
     def identify(self, request: web.Request, auth: Auth) -> ApiKey:
         presented = self.presented(request)
         if not presented:
-            REJECTED.labels(reason="missing_key").inc()
+            metrics.AUTH_REJECTIONS.labels(reason="missing_key").inc()
             raise APIError(401, "no API key: send 'Authorization: Bearer <key>'", code="invalid_api_key",
                            headers={"WWW-Authenticate": "Bearer"})
         key = auth.lookup(presented)
         if key is None:
-            REJECTED.labels(reason="invalid_key").inc()
+            metrics.AUTH_REJECTIONS.labels(reason="invalid_key").inc()
             raise APIError(401, "the API key is not valid", code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
         return key
 
@@ -159,7 +158,7 @@ class Lease:
         if allowed:
             return allowed
         if passthrough or not key.backends:
-            REJECTED.labels(reason="backend_not_allowed").inc()
+            metrics.AUTH_REJECTIONS.labels(reason="backend_not_allowed").inc()
             raise APIError(403, f"key '{key.name}' may not use model '{candidates[0]}'; it may use: "
                                 f"{', '.join(key.backends) or 'none'}", code="model_not_allowed", param="model")
         return (key.backends[0],)
@@ -177,7 +176,7 @@ def check_room(bucket: Bucket, key: ApiKey, kind: str, amount: float) -> None:
     """A 429 saying when to retry unless `bucket` has `amount` available."""
     wait = bucket.wait_s(amount)
     if wait > 0:
-        REJECTED.labels(reason=f"rate_limit_{kind}").inc()
+        metrics.AUTH_REJECTIONS.labels(reason=f"rate_limit_{kind}").inc()
         raise APIError(429, f"rate limit of key '{key.name}' reached: {bucket.per_minute} {kind} per minute; "
                             f"retry in {math.ceil(wait)}s", type=kind, code="rate_limit_exceeded",
                        headers={"Retry-After": str(math.ceil(wait)), f"x-ratelimit-limit-{kind}": str(bucket.per_minute)})

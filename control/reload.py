@@ -24,16 +24,14 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
-from prometheus_client import Counter
 from tritonclient.utils import InferenceServerException
 
-from control import redact
+from control import metrics, redact
 from control.cache import InMemoryCache
 from control.config import Config, ConfigError, load_config
 from control.router import Router
 
 log = logging.getLogger("semroute.reload")
-RELOADS = Counter("semroute_config_reloads_total", "Config reloads by result", ["result"])
 _SNAPSHOT: contextvars.ContextVar[Config | None] = contextvars.ContextVar("semroute_config", default=None)
 
 
@@ -84,13 +82,13 @@ class ConfigReloader:
                 log.exception("config reload (%s) failed unexpectedly", trigger)
                 return self._refused(trigger, f"{type(exc).__name__}: {exc}")
             self.loaded_at, self.last_error = time.time(), None
-            RELOADS.labels(result="applied").inc()
+            metrics.RELOADS.labels(result="applied").inc()
             log.info("config reloaded (%s) from %s", trigger, self.path)
             return True
 
     def _refused(self, trigger: str, why: str) -> bool:
         self.last_error = why
-        RELOADS.labels(result="refused").inc()
+        metrics.RELOADS.labels(result="refused").inc()
         log.error("config reload (%s) refused, keeping the running config: %s", trigger, why)
         return False
 
@@ -143,7 +141,7 @@ async def install_config(gateway, config: Config, host: str) -> None:
     problem = config.auth.problem(host)
     if problem:
         raise ConfigError(problem)
-    router = Router(config, gateway.classifier)
+    router = Router(config, gateway.classifier, gateway.health)
     router.sessions = gateway.router.sessions  # conversations keep their backends
     try:
         async with asyncio.timeout(max(5.0, config.resilience.classifier.timeout_s)):

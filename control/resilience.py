@@ -15,12 +15,11 @@ import math
 import random
 import time
 
-from prometheus_client import Counter
 
+from control import metrics
 from control.config.resilience import Circuit, Resilience
 
 log = logging.getLogger("semroute.resilience")
-BREAKER_OPENED = Counter("semroute_circuit_opened_total", "Circuit breakers opened (backend or classifier)", ["target"])
 
 
 def backoff(retry: int, settings: Resilience) -> float:
@@ -58,10 +57,10 @@ class CircuitBreaker:
 
     def failure(self, circuit: Circuit, code: str = "", message: str = "") -> None:
         self.failures += 1
-        self.last_error = {"time": round(time.time(), 3), "code": code, "message": message}
+        self.last_error = {"time": round(time.time(), 6), "code": code, "message": message}
         if self.probing or (self.opened_at is None and self.failures >= circuit.failures):
             if self.opened_at is None:
-                BREAKER_OPENED.labels(target=self.target).inc()
+                metrics.BREAKER_OPENED.labels(target=self.target).inc()
                 log.warning("circuit for %s opened after %d consecutive failures; cooling down %gs",
                             self.target, self.failures, circuit.cooldown_s)
             self.opened_at = time.monotonic()

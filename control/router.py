@@ -12,13 +12,15 @@ from control import metrics
 from control.config import Config
 from control.decision import Blocked, Decision, PolicyContext, RequestFeatures, decide, passthrough
 from control.decision.selector import check_selectors
+from control.selection.runtime import check_profiles
 from control.protocol import AUTO_MODEL, APIError, ChatCompletionRequest
 from control.categories import CustomCategories
-from control.routes import EmbeddingRoutes
+from control.embedding_routes import EmbeddingRoutes
+from control.health import HealthBoard
 from control.sessions import SessionStore, session_draw
 from control.reading import ReadBudget
 from control.signals import Classifier, Signals
-from export.calibration import threshold_for
+from modelspec.calibration import threshold_for
 
 
 @dataclass
@@ -31,12 +33,14 @@ class Routed:
 
 
 class Router:
-    def __init__(self, config: Config, classifier: Classifier):
+    def __init__(self, config: Config, classifier: Classifier, health: HealthBoard | None = None):
         check_selectors(config)
+        check_profiles(config)
         self.config = config
         self.classifier = classifier
         self.routes = EmbeddingRoutes(config.routes)
         self.categories = CustomCategories(config.categories)
+        self.health = health  # the gateway's live backend health (kept across reloads), None offline
         self.sessions = SessionStore(config.routing.sessions.max_sessions)
         self._started = False
 
@@ -91,6 +95,9 @@ class Router:
             strong_threshold=self.strong_threshold(),
             previous_backend=self.sessions.get(session_id),
             split_draw=session_draw(session_id, "split") if session_id else random.random(),
+            health=self.health.penalties([b.name for b in self.config.backends], self.config.routing.health)
+            if self.health else {},
+            health_draw=random.random(),
         )
         return decide(signals, features, self.config, context)
 

@@ -12,6 +12,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY control/ control/
 COPY export/ export/
+COPY modelspec/ modelspec/
 COPY config/ config/
 RUN pip install --no-cache-dir . \
     && useradd --system --uid 10001 --no-create-home semroute

@@ -37,6 +37,8 @@ class Backend(Strict):
     capabilities: Capabilities = Field(Capabilities(), description="what it can serve; unset means allowed")
     max_response_bytes: int = Field(32 * 2**20, gt=0, description="largest answer taken from it, after "
                                                                   "decompression; beyond it the answer is cut (502)")
+    profile: str | None = Field(None, description="the quality-profile model that stands for this backend "
+                                                  "(routing.quality / routing.budget estimate its score)")
     reasoning_family: Literal["qwen3", "deepseek", "openai"] | None = Field(
         None, description="how this backend turns reasoning on/off: chat_template_kwargs.enable_thinking, "
                           "thinking, or reasoning_effort")

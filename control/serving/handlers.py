@@ -47,7 +47,8 @@ class Endpoints:
         problem = gateway.guard.ready_problem(gateway.config) if ready else "the classifier (Triton) is not ready"
         return web.json_response({"status": "degraded" if problem else "ready", "classifier": ready, "degraded": problem,
                                   "triton_url": gateway.classifier.triton_url,
-                                  "config": gateway.reloader.status() if gateway.reloader else None},
+                                  "config": gateway.reloader.status() if gateway.reloader else None,
+                                  "backends": gateway.backend_health()},
                                  status=503 if problem else 200)
 
     async def metrics(self, request: web.Request) -> web.Response:

@@ -6,7 +6,6 @@ console shows blocks and failures too. No prompt text unless SEMROUTE_LOG_PROMPT
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 from control import telemetry
 from control.console.summary import Outcome, summarize
@@ -15,20 +14,18 @@ from control.serving.context import RequestContext
 from control.serving.explain import explain
 from control.signals import timed_ms
 
-if TYPE_CHECKING:
-    from control.serving.chat import ChatCall
 
-
-def observe(gateway, ctx: RequestContext, call: "ChatCall | None", status: int, headers: Mapping[str, str],
+def observe(gateway, ctx: RequestContext, call, status: int, headers: Mapping[str, str],
             error: APIError | None = None) -> None:
-    """`call` is None when the request was refused before it was parsed."""
+    """`call` is the pipeline's ChatCall (not imported: chat.py imports this module), None when
+    the request was refused before it was parsed."""
     routed = call.routed if call is not None else None
     gateway.console.record(summarize(explain(routed) if routed is not None else None,
                                      outcome_of(gateway.config, ctx, call, status, headers, error),
                                      call.chat.routing_text() if call is not None and telemetry.log_prompts() else None))
 
 
-def outcome_of(config, ctx: RequestContext, call: "ChatCall | None", status: int, headers: Mapping[str, str],
+def outcome_of(config, ctx: RequestContext, call, status: int, headers: Mapping[str, str],
                error: APIError | None) -> Outcome:
     safety = config.routing.safety
     first = call.candidates[0] if call is not None and call.candidates else ""

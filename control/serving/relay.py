@@ -26,21 +26,16 @@ import aiohttp
 import orjson
 from aiohttp import web
 from opentelemetry import trace
-from prometheus_client import Counter
 
 from control import metrics
 from control.config import Backend, Config
+from control.health import HealthBoard
 from control.protocol import APIError
 from control.redact import StreamRedactor, redact_bytes
 from control.resilience import Breakers, backoff
 from control.upstream import Upstream, body_for, passthrough_headers, read_bounded, too_large
 
 log = logging.getLogger("semroute.relay")
-RETRIES = Counter("semroute_upstream_retries_total", "Upstream attempts after a retryable failure", ["backend", "code"])
-FAILOVERS = Counter("semroute_failovers_total", "Requests answered by a candidate other than the first", ["backend"])
-STREAM_ERRORS = Counter("semroute_stream_errors_total", "Streams ended by an error event after bytes were sent",
-                        ["backend", "code"])
-CLIENT_GONE = Counter("semroute_client_disconnects_total", "Streams the client left before the end", ["backend"])
 
 
 @dataclass
@@ -122,9 +117,10 @@ class Attempts:
 
 
 class Relay:
-    def __init__(self, upstream: Upstream):
+    def __init__(self, upstream: Upstream, health: HealthBoard | None = None):
         self.upstream = upstream
         self.breakers = Breakers()
+        self.health = health or HealthBoard()
 
     async def send(self, request: web.Request, config: Config, plan: RelayPlan, outcome: RelayOutcome) -> RelayOutcome:
         """The first answer of plan.candidates, in `outcome`. A stream's end is left to
@@ -142,12 +138,13 @@ class _Exchange:
         self.settings = config.resilience
         self.attempts = Attempts([], [])
         self.last: APIError | RateLimited | None = None
+        self.first_byte_s: float | None = None  # of the current attempt: a stream's first chunk, else the answer
 
     async def run(self) -> RelayOutcome:
         for name in self.plan.candidates:
             if await self._try_backend(name):
                 if name != self.plan.candidates[0]:
-                    FAILOVERS.labels(backend=name).inc()
+                    metrics.FAILOVERS.labels(backend=name).inc()
                 return self.outcome
         self.outcome.response = self._give_up()
         return self.outcome
@@ -162,15 +159,17 @@ class _Exchange:
                 self.attempts.skipped.append(name)
                 return False
             self.attempts.tried.append(name)
+            started, self.first_byte_s = time.perf_counter(), None
             try:
                 await self._attempt(backend)
             except (APIError, RateLimited) as failure:
                 breaker.failure(settings.circuit, failure.code or "", str(failure))
+                self._book_health(name, False, started, failure.code)
                 self.last = failure
                 wait = retry_wait(failure, retry, settings)
                 if retry == settings.retries or wait is None:
                     return False
-                RETRIES.labels(backend=name, code=failure.code or "").inc()
+                metrics.RETRIES.labels(backend=name, code=failure.code or "").inc()
                 await asyncio.sleep(wait)
                 continue
             except BaseException:
@@ -178,8 +177,14 @@ class _Exchange:
                 breaker.success() if self.outcome.healthy else breaker.release()
                 raise
             breaker.success() if self.outcome.healthy else breaker.failure(settings.circuit)
+            self._book_health(name, self.outcome.healthy, started, None if self.outcome.healthy else "stream_failed")
             return True
         return False
+
+    def _book_health(self, name: str, ok: bool, started: float, code: str | None) -> None:
+        elapsed = time.perf_counter() - started
+        first_byte = self.first_byte_s if self.first_byte_s is not None else elapsed  # a whole answer: its time
+        self.relay.health.record(name, ok, first_byte if ok else None, elapsed, self.config.routing.health, code)
 
     def _give_up(self) -> web.Response:
         last, attempts = self.last, self.attempts
@@ -216,7 +221,8 @@ class _Exchange:
             if not first:
                 raise APIError(502, f"backend '{backend.name}' closed the stream before sending anything",
                                type="upstream_error", code="upstream_error")
-            metrics.TTFT_SECONDS.labels(backend=backend.name).observe(time.perf_counter() - started)
+            self.first_byte_s = time.perf_counter() - started
+            metrics.TTFT_SECONDS.labels(backend=backend.name).observe(self.first_byte_s)
             await self._stream(backend, resp, headers, first)
 
     async def _whole(self, backend: Backend, resp: aiohttp.ClientResponse, headers: dict[str, str]) -> None:
@@ -237,7 +243,7 @@ class _Exchange:
         try:
             error = await self._pump(backend, resp, chunk)
         except (ConnectionResetError, asyncio.CancelledError) as gone:  # the client left: bill what was produced
-            CLIENT_GONE.labels(backend=backend.name).inc()
+            metrics.CLIENT_GONE.labels(backend=backend.name).inc()
             annotate_usage(backend, out.usage)
             if isinstance(gone, asyncio.CancelledError):
                 # the handler is being cancelled (leaving the upstream context closes that call);
@@ -247,7 +253,7 @@ class _Exchange:
             out.healthy = True  # not the backend's failure; nobody is left to write the end to
             return
         if error is not None:
-            STREAM_ERRORS.labels(backend=backend.name, code=error.code).inc()
+            metrics.STREAM_ERRORS.labels(backend=backend.name, code=error.code).inc()
             log.warning("stream from %s failed after %d events: %s", backend.name, out.sent.events, error.message)
         recording = out.sent.recording
         out.recorded = b"".join(recording) if recording is not None and error is None else None
