@@ -49,6 +49,9 @@ class LocalCircuits:
     def gather(self) -> list[dict[str, dict]]:
         return [self.states()]
 
+    def changed(self) -> None:
+        return None
+
     async def run(self) -> None:
         return None
 
@@ -65,6 +68,9 @@ class SharedCircuits:
         temporary = self.path.with_suffix(".tmp")
         temporary.write_text(json.dumps({"updated": time.time(), "circuits": self.states()}))
         os.replace(temporary, self.path)  # readers see the old file or the new one, never half
+
+    def changed(self) -> None:
+        self.publish()
 
     def gather(self) -> list[dict[str, dict]]:
         self.publish()  # this worker's view as of now

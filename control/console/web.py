@@ -52,6 +52,7 @@ class Console:
     def record(self, summary: dict) -> None:
         """One settled request (control/console/summary.py builds it)."""
         self.ring.append(summary)
+        self.circuits.changed()  # other workers see a circuit this request opened now, not at the next publish
 
     def _circuit_states(self) -> dict[str, dict]:
         config = self.sources.config()
