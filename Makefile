@@ -10,7 +10,7 @@ TRITON_HTTP_PORT    ?= 8100
 TRITON_GRPC_PORT    ?= 8101
 TRITON_METRICS_PORT ?= 8102
 
-.PHONY: install model up test clean
+.PHONY: install model browser up test clean
 
 install: $(VENV)/.installed
 
@@ -28,7 +28,15 @@ up: model
 	$(BIN)/semroute up --config $(CONFIG) --host $(HOST) --port $(PORT) --http-port $(TRITON_HTTP_PORT) \
 		--grpc-port $(TRITON_GRPC_PORT) --metrics-port $(TRITON_METRICS_PORT)
 
-test: model
+# The console's browser test drives Debian's Chromium and chromedriver: installed when missing, else silent.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		{ echo "installing chromium and chromium-driver (Debian) for the console's browser test"; \
+		  $(SUDO) apt-get update -qq && \
+		  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
+
+test: model browser
 	$(BIN)/python -m pytest -q -ra
 
 clean:

@@ -27,7 +27,8 @@ from control.state import BucketStore
 from control.state.interfaces import BucketCheck
 from control.state.memory import MemoryBuckets
 
-OPEN_PATHS = ("/healthz", "/readyz", "/openapi.json")  # probes carry no key
+# Probes carry no key; the console's page and assets are static (its data under /ui/api takes an admin key).
+OPEN_PATHS = ("/healthz", "/readyz", "/openapi.json", "/ui", "/ui/static/console.js", "/ui/static/console.css")
 METRICS_PATH = "/metrics"  # as the `metrics.auth` section says
 
 

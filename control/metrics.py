@@ -68,11 +68,16 @@ CLIENT_GONE = Counter("semroute_client_disconnects_total", "Streams the client l
 DEGRADED = Counter("semroute_degraded_total", "model=auto requests routed without the classifier", ["reason"])
 
 
-def render() -> tuple[bytes, str]:
+def registry():
+    """Every worker's values in multiprocess mode, else this process's registry."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry), CONTENT_TYPE_LATEST
+        return registry
     from prometheus_client import REGISTRY
 
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+    return REGISTRY
+
+
+def render() -> tuple[bytes, str]:
+    return generate_latest(registry()), CONTENT_TYPE_LATEST

@@ -35,6 +35,7 @@ class CircuitBreaker:
         self.failures = 0
         self.opened_at: float | None = None
         self.probing = False
+        self.last_error: dict | None = None  # {time, code, message}: what the console shows
 
     def state(self, circuit: Circuit, now: float | None = None) -> str:
         if self.opened_at is None:
@@ -54,8 +55,9 @@ class CircuitBreaker:
             log.info("circuit for %s closed: the probe succeeded", self.target)
         self.failures, self.opened_at, self.probing = 0, None, False
 
-    def failure(self, circuit: Circuit) -> None:
+    def failure(self, circuit: Circuit, code: str = "", message: str = "") -> None:
         self.failures += 1
+        self.last_error = {"time": round(time.time(), 6), "code": code, "message": message}
         if self.probing or (self.opened_at is None and self.failures >= circuit.failures):
             if self.opened_at is None:
                 metrics.BREAKER_OPENED.labels(target=self.target).inc()

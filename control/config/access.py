@@ -24,6 +24,7 @@ class ApiKey(Strict):
     backends: list[BackendName] | None = Field(None, description="backends this key may reach (default: all)")
     requests_per_minute: int | None = Field(None, gt=0)
     tokens_per_minute: int | None = Field(None, gt=0, description="prompt + completion tokens")
+    admin: bool = Field(False, description="may read the console's data (/ui/api: decisions, health, config)")
     _digest: str = PrivateAttr("")
 
     @model_validator(mode="after")

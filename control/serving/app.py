@@ -9,6 +9,7 @@ from opentelemetry import trace
 from control import redact, telemetry
 from control.batching import BatchingClassifier
 from control.config import Config, ConfigError
+from control.console.web import add_console
 from control.limits import headers_middleware
 from control.openapi import openapi_handler
 from control.reload import ConfigReloader, install_config, snapshot_middleware
@@ -41,6 +42,7 @@ def create_app(config: Config, triton_url: str, host: str = "127.0.0.1", config_
         app.on_startup.append(gateway.reloader.start)
         app.on_cleanup.append(gateway.reloader.stop)
     add_routes(app.router, gateway)
+    add_console(app, gateway.console)
     app.on_startup.append(_on_startup)
     app.on_cleanup.append(_on_cleanup)
     return app

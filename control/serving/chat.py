@@ -33,6 +33,7 @@ from control.serving.explain import decision_attributes, route_headers
 from control.serving.gateway import Gateway
 from control.serving.middleware import LABELS, NO_LABELS, context_of
 from control.serving.narrowing import narrowed
+from control.serving.observe import observe
 from control.serving.parsing import parse_model, prompt_tokens
 from control.serving.relay import RelayOutcome, RelayPlan
 from control.serving.responses_turns import ResponsesTurns
@@ -58,6 +59,8 @@ class ChatCall:
     cache_key: CacheKey | None = None  # set when the answer may come from, and go to, the cache
     answer_start: float = 0.0
     dialect: Dialect | None = None  # the API it came in on: what backends are sent, what the client gets
+    cost_usd: float = 0.0           # from the backend's usage, once settled
+    saving_usd: float = 0.0
 
 
 class ChatPipeline:
@@ -66,15 +69,20 @@ class ChatPipeline:
         self.turns = ResponsesTurns(gateway) if api == "responses" else None  # previous_response_id
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        ctx = context_of(request)
-        call = self.parse(ctx, await read_json(request, self.gateway.config.limits))
-        await self.admit(call)
-        await self.route(call)
-        request[LABELS] = call.labels  # counted with the final status by count_requests_middleware
-        with self.logged(call):
-            found = await self.lookup(call)
-            response = await self.relay(request, call) if found is None else cached_response(found, call.headers)
-        await self.finished(call, response.status, response.headers.get("x-semroute-model", call.candidates[0]))
+        ctx, call = context_of(request), None
+        try:
+            call = self.parse(ctx, await read_json(request, self.gateway.config.limits))
+            await self.admit(call)
+            await self.route(call)
+            request[LABELS] = call.labels  # counted with the final status by count_requests_middleware
+            with self.logged(call):
+                found = await self.lookup(call)
+                response = await self.relay(request, call) if found is None else cached_response(found, call.headers)
+            await self.finished(call, response.status, response.headers.get("x-semroute-model", call.candidates[0]))
+        except APIError as err:
+            observe(self.gateway, ctx, call, err.status, err.headers, err)
+            raise
+        observe(self.gateway, ctx, call, response.status, response.headers)
         return response
 
     def parse(self, ctx: RequestContext, body: dict) -> ChatCall:
@@ -143,7 +151,7 @@ class ChatPipeline:
         backend, usage, decision = outcome.backend, outcome.usage, call.routed.decision
         if backend is None:
             return
-        account(self.gateway.config, backend, usage, decision.saving_against)
+        call.cost_usd, call.saving_usd = account(self.gateway.config, backend, usage, decision.saving_against)
         self.gateway.feedback.remember(call.ctx, backend.name, call.routed)
         await call.ctx.lease.charge(int(usage.get("total_tokens") or 0) if usage else call.prompt_tokens + outcome.events)
         if self.turns is not None:
@@ -177,11 +185,11 @@ def cached_response(found: CachedResponse, headers: dict[str, str]) -> web.Respo
     return web.Response(body=found.body, status=200, headers={"Content-Type": found.content_type, **headers})
 
 
-def account(config: Config, backend: Backend, usage: dict | None, saving_against: str = "") -> None:
-    """Tokens, estimated cost and saving from the backend's usage. The saving is against
-    `saving_against` (the dearest backend that could have served it), else the dearest."""
+def account(config: Config, backend: Backend, usage: dict | None, saving_against: str = "") -> tuple[float, float]:
+    """Tokens, estimated cost and saving from the backend's usage: (cost, saving) in USD. The
+    saving is against `saving_against` (the dearest backend that could have served it), else the dearest."""
     if not usage:
-        return
+        return 0.0, 0.0
     tokens_in, tokens_out = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
     cost = backend.price.cost(tokens_in, tokens_out)
     metrics.TOKENS.labels(backend=backend.name, direction="input").inc(tokens_in)
@@ -189,7 +197,9 @@ def account(config: Config, backend: Backend, usage: dict | None, saving_against
     metrics.COST_USD.labels(backend=backend.name).inc(cost)
     baseline = config.backend(saving_against)
     dearest = baseline.price.cost(tokens_in, tokens_out) if baseline else config.max_cost(tokens_in, tokens_out)
-    metrics.SAVING_USD.labels(backend=backend.name).inc(max(0.0, dearest - cost))
+    saving = max(0.0, dearest - cost)
+    metrics.SAVING_USD.labels(backend=backend.name).inc(saving)
+    return cost, saving
 
 
 def access_log(call: ChatCall, status: int) -> None:

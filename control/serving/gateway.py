@@ -5,6 +5,7 @@ import asyncio
 
 from control.auth import Authenticator
 from control.config import Config
+from control.console.web import Console, Sources
 from control.degrade import ClassifierGuard
 from control.health import HealthBoard
 from control.reload import ConfigReloader, current
@@ -31,6 +32,8 @@ class Gateway:
         self.auth = Authenticator(lambda: self.config.auth, host, lambda: self.config.metrics, self.state.buckets)
         self.reloader: ConfigReloader | None = None
         self.feedback = Feedback(self)           # ratings of routed answers (SQLite), learned by the profiles
+        self.console = Console(Sources(config=lambda: self.live_config, breakers=lambda: local_breakers(self.relay.breakers),
+                                       reload_status=lambda: self.reloader.status() if self.reloader else None))
 
     @property
     def config(self) -> Config:
@@ -61,3 +64,9 @@ class Gateway:
                 return await self.classifier.ready()
         except TimeoutError:
             return False
+
+
+def local_breakers(store) -> dict:
+    """This process's breakers (the console's view): the memory store's own, or a shared store's
+    local copy (which follows Redis while it answers and serves alone when it does not)."""
+    return getattr(store, "local", store).breakers

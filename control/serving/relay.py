@@ -168,7 +168,7 @@ class _Exchange:
             try:
                 await self._attempt(backend)
             except (APIError, RateLimited) as failure:
-                await breakers.failure(name, settings.circuit)
+                await breakers.failure(name, settings.circuit, failure.code or "", str(failure))
                 self._book_health(name, False, started, failure.code)
                 self.last = failure
                 wait = retry_wait(failure, retry, settings)

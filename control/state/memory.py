@@ -101,8 +101,8 @@ class MemoryBreakers(BreakerStore):
     async def success(self, target: str) -> None:
         self.breakers[target].success()
 
-    async def failure(self, target: str, circuit: Circuit) -> None:
-        self.breakers[target].failure(circuit)
+    async def failure(self, target: str, circuit: Circuit, code: str = "", message: str = "") -> None:
+        self.breakers[target].failure(circuit, code, message)
 
     async def release(self, target: str) -> None:
         self.breakers[target].release()

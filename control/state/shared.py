@@ -114,7 +114,7 @@ class RedisBreakers(BreakerStore):
                 log.info("circuit for %s closed: the probe succeeded", target)
         await self.link.run(remote, lambda: self.local.success(target))
 
-    async def failure(self, target: str, circuit: Circuit) -> None:
+    async def failure(self, target: str, circuit: Circuit, code: str = "", message: str = "") -> None:
         self.clean.pop(target, None)
 
         async def remote():
@@ -123,7 +123,7 @@ class RedisBreakers(BreakerStore):
                 metrics.BREAKER_OPENED.labels(target=target).inc()
                 log.warning("circuit for %s opened after %d consecutive failures; cooling down %gs",
                             target, failures, circuit.cooldown_s)
-        await self.link.run(remote, lambda: self.local.failure(target, circuit))
+        await self.link.run(remote, lambda: self.local.failure(target, circuit, code, message))
 
     async def release(self, target: str) -> None:
         await self.link.run(lambda: self.link.client.hdel(self.prefix + target, "probe"),
