@@ -21,6 +21,13 @@ def _add_triton_ports(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metrics-port", type=int, default=8102, help="Triton metrics port (default: %(default)s)")
 
 
+def _add_envoy_ports(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--admin-port", type=int, default=9901, help="Envoy admin and /stats/prometheus (default: %(default)s)")
+    p.add_argument("--processor-port", type=int, default=50051, help="ext_proc processor gRPC port (default: %(default)s)")
+    p.add_argument("--processor-metrics-port", type=int, default=9902,
+                   help="the processor's semroute_* metrics (default: %(default)s)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="semroute", description="Semantic LLM router.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -29,7 +36,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=DEFAULT_CONFIG, help="YAML config (default: %(default)s)")
     p.add_argument("--port", type=int, default=8080, help="gateway port (default: %(default)s)")
     p.add_argument("--host", default="127.0.0.1", help="gateway address (default: %(default)s)")
+    p.add_argument("--data-plane", choices=("aiohttp", "envoy"), default="aiohttp",
+                   help="aiohttp: the Python gateway; envoy: Envoy + semroute's ext_proc processor (default: %(default)s)")
     _add_triton_ports(p)
+    _add_envoy_ports(p)
+
+    p = sub.add_parser("envoy", help="Envoy as the data plane: Envoy, the ext_proc processor and (unless --triton-url) "
+                                     "the bundled Triton; Ctrl-C stops all")
+    p.add_argument("--config", default=DEFAULT_CONFIG, help="YAML config (default: %(default)s)")
+    p.add_argument("--port", type=int, default=8080, help="Envoy's listener port (default: %(default)s)")
+    p.add_argument("--host", default="127.0.0.1", help="listen address (default: %(default)s)")
+    p.add_argument("--triton-url", default=None, help="Triton gRPC HOST:PORT (default: start the bundled Triton)")
+    p.add_argument("--print-config", action="store_true", help="print Envoy's bootstrap (YAML) and exit")
+    _add_triton_ports(p)
+    _add_envoy_ports(p)
 
     p = sub.add_parser("serve", help="run the gateway against a running Triton")
     p.add_argument("--config", required=True, help="YAML config")
@@ -94,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int | None:
     # Imports stay inside: `semroute triton` must not pay for torch, `export` for aiohttp.
+    if args.command == "envoy" or getattr(args, "data_plane", None) == "envoy":
+        from control.envoy.run import run_envoy
+        return run_envoy(args)
     if args.command == "up":
         from control.up import run_up
         return run_up(args)

@@ -1,0 +1,162 @@
+"""semroute as Envoy's external processor (ext_proc over gRPC, grpc.aio).
+
+Envoy opens one `Process` stream per HTTP request on two filters:
+- the listener's filter (the *decision* stream): request headers, then the buffered body.
+  The processor parses and routes the request with the same decision core as the aiohttp
+  gateway and answers with the route header (`x-semroute-route`, `clear_route_cache`), or an
+  immediate response (403 blocks, 4xx for bad input, all in OpenAI's error shape). On the
+  way back it adds the decision's `x-semroute-*` headers and reads the answer's chunks as they
+  pass (streamed, not buffered) to count usage and cost.
+- each backend cluster's upstream filter (the *attempt* stream, gRPC metadata
+  `x-semroute-backend`): once per attempt, retries and failovers included, it rewrites the
+  request for that backend — base path, `model`, reasoning switch, its key — and strips what
+  only Envoy and semroute may read.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
+
+import grpc
+import orjson
+from envoy.service.ext_proc.v3 import external_processor_pb2 as ext
+from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ext_grpc
+
+from control import metrics
+from control.envoy import wire
+from control.envoy.bootstrap import BACKEND_METADATA
+from control.envoy.decider import Decided, Decider
+from control.envoy.usage import UsageReader
+from control.protocol import APIError
+from control.upstream import apply_reasoning
+
+log = logging.getLogger("semroute.envoy")
+CHAT_PATH = "/v1/chat/completions"
+REASONING_HEADER = "x-semroute-reasoning"  # decision → attempt: the rule's reasoning setting (JSON)
+# Request headers only semroute reads: never sent to a backend.
+INTERNAL_REQUEST_HEADERS = ("x-semroute-route", REASONING_HEADER, "x-semroute-debug", "authorization", "x-api-key")
+
+
+class Processor(ext_grpc.ExternalProcessorServicer):
+    def __init__(self, decider: Decider):
+        self.decider = decider
+
+    async def Process(self, requests: AsyncIterator[ext.ProcessingRequest],
+                      context: grpc.aio.ServicerContext) -> AsyncIterator[ext.ProcessingResponse]:
+        backend = dict(context.invocation_metadata() or ()).get(BACKEND_METADATA)
+        handler = AttemptStream(self.decider, backend) if backend else DecisionStream(self.decider)
+        async for request in requests:
+            response = await handler.handle(request)
+            if response is not None:
+                yield response
+
+
+class DecisionStream:
+    """One downstream request: decide, then watch the answer go by."""
+
+    def __init__(self, decider: Decider):
+        self.decider = decider
+        self.headers: dict[str, str] = {}
+        self.decided: Decided | None = None
+        self.usage = UsageReader()
+        self.start = time.perf_counter()
+
+    async def handle(self, request: ext.ProcessingRequest) -> ext.ProcessingResponse | None:
+        phase = request.WhichOneof("request")
+        if phase == "request_headers":
+            self.headers = wire.headers_of(request.request_headers)
+            return self._headers_only() if request.request_headers.end_of_stream else wire.continue_request_headers()
+        if phase == "request_body":
+            if not request.request_body.end_of_stream:
+                return None  # BUFFERED mode sends the body once; a partial message is waited past
+            return await self._decide(request.request_body.body)
+        if phase == "response_headers":
+            return self._answer_headers(wire.headers_of(request.response_headers))
+        if phase == "response_body":
+            self.usage.feed(request.response_body.body)
+            if request.response_body.end_of_stream:
+                self._settle()
+            return wire.continue_response_body()
+        return None
+
+    def _headers_only(self) -> ext.ProcessingResponse:
+        """A request without a body: the few GET endpoints the processor answers itself."""
+        path, method = self.headers.get(":path", "/").split("?")[0], self.headers.get(":method", "GET")
+        if method == "GET" and path == "/healthz":
+            return wire.json_response(200, {"status": "ok"})
+        if method == "GET" and path == "/v1/models":
+            return wire.json_response(200, self.decider.models())
+        if path == CHAT_PATH:
+            return wire.error_response(APIError(400, "request body is empty; send a JSON object",
+                                                code="invalid_json"))
+        return wire.error_response(APIError(404, f"no such endpoint: {method} {path}", code="not_found"))
+
+    async def _decide(self, body: bytes) -> ext.ProcessingResponse:
+        path, method = self.headers.get(":path", "/").split("?")[0], self.headers.get(":method", "POST")
+        if method != "POST" or path != CHAT_PATH:
+            return self._headers_only()
+        try:
+            self.decided = await self.decider.decide(body, self.headers)
+        except APIError as err:
+            metrics.REQUESTS.labels(backend="none", category="none", task="none", rule="none",
+                                    status=str(err.status)).inc()
+            return wire.error_response(err, {"x-request-id": self.headers.get("x-request-id", "")})
+        if self.decided.cached is not None:
+            return wire.immediate(200, self.decided.cached.body,
+                                  {"content-type": self.decided.cached.content_type, **self.decided.headers})
+        set_headers = {"x-semroute-route": self.decided.route}
+        if self.decided.reasoning is not None:
+            set_headers[REASONING_HEADER] = orjson.dumps(self.decided.reasoning).decode()
+        return wire.continue_request_body(set_headers=set_headers, clear_route_cache=True)
+
+    def _answer_headers(self, headers: dict[str, str]) -> ext.ProcessingResponse:
+        self.status = headers.get(":status", "0")
+        self.answered_by = headers.get("x-semroute-model", "")
+        self.usage.content_type = headers.get("content-type", "")
+        if self.decided is None:
+            return wire.continue_response_headers()
+        out = {**self.decided.headers, "x-semroute-model": self.answered_by or self.decided.headers["x-semroute-model"]}
+        if self.answered_by and self.answered_by != self.decided.routed.decision.backend:
+            out["x-semroute-fallback-from"] = self.decided.routed.decision.backend
+        return wire.continue_response_headers(set_headers=out)
+
+    def _settle(self) -> None:
+        if self.decided is None:
+            return
+        self.decider.settle(self.decided, self.answered_by or self.decided.routed.decision.backend,
+                            self.status, self.usage)
+
+
+class AttemptStream:
+    """One upstream attempt to `backend`: the request rewritten for it."""
+
+    def __init__(self, decider: Decider, backend: str):
+        self.decider, self.backend_name = decider, backend
+        self.headers: dict[str, str] = {}
+
+    async def handle(self, request: ext.ProcessingRequest) -> ext.ProcessingResponse | None:
+        phase = request.WhichOneof("request")
+        if phase == "request_headers":
+            self.headers = wire.headers_of(request.request_headers)
+            # The body is rewritten below, so its length changes: Envoy recomputes it.
+            return wire.continue_request_headers(remove=["content-length"])
+        if phase == "request_body" and request.request_body.end_of_stream:
+            return self._rewrite(request.request_body.body)
+        return None
+
+    def _rewrite(self, raw: bytes) -> ext.ProcessingResponse:
+        backend = self.decider.config.backend(self.backend_name)
+        body = orjson.loads(raw)
+        reasoning = self.headers.get(REASONING_HEADER)
+        body["model"] = backend.model
+        apply_reasoning(body, backend.reasoning_family, orjson.loads(reasoning) if reasoning else None)
+        base = urlsplit(backend.base_url)
+        suffix = self.headers.get(":path", CHAT_PATH).removeprefix("/v1")
+        set_headers = {":path": f"{base.path.rstrip('/')}{suffix}"}
+        key = backend.api_key()
+        if key:
+            set_headers["authorization"] = f"Bearer {key}"
+        remove = [h for h in INTERNAL_REQUEST_HEADERS if h in self.headers and h not in set_headers]
+        return wire.continue_request_body(set_headers=set_headers, remove=remove, body=orjson.dumps(body))
