@@ -48,6 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="listen address (default: %(default)s)")
     p.add_argument("--triton-url", default=None, help="Triton gRPC HOST:PORT (default: start the bundled Triton)")
     p.add_argument("--print-config", action="store_true", help="print Envoy's bootstrap (YAML) and exit")
+    p.add_argument("--processor-only", action="store_true",
+                   help="run the processor alone on --host (Envoy runs elsewhere with the --print-config bootstrap)")
+    p.add_argument("--processor-host", default=None,
+                   help="where Envoy reaches the processor, in the bootstrap (default: 127.0.0.1)")
     _add_triton_ports(p)
     _add_envoy_ports(p)
 

@@ -11,13 +11,15 @@ from pathlib import Path
 import requests
 import yaml
 
-from control.tritonserver import _die_with_parent
+from control.envoy.bootstrap import EnvoyPorts
+from control.tritonserver import _die_with_parent, port_in_use
 from tests.gateway_proc import SEMROUTE
 from tests.stub_upstream import free_port
 
 
 class EnvoyProcess:
-    def __init__(self, config: dict, triton_url: str, tmp_dir: Path, env: dict | None = None):
+    def __init__(self, config: dict, triton_url: str, tmp_dir: Path, env: dict | None = None,
+                 processor_only: bool = False):
         self.port, self.admin_port, self.processor_port, self.metrics_port = (free_port() for _ in range(4))
         self.config_path = tmp_dir / f"config-{self.port}.yaml"
         self.config_path.write_text(yaml.safe_dump(config))
@@ -25,8 +27,15 @@ class EnvoyProcess:
         self.cmd = [SEMROUTE, "envoy", "--config", str(self.config_path), "--port", str(self.port),
                     "--admin-port", str(self.admin_port), "--processor-port", str(self.processor_port),
                     "--processor-metrics-port", str(self.metrics_port), "--triton-url", triton_url]
+        self.processor_only = processor_only
+        if processor_only:
+            self.cmd.append("--processor-only")
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen | None = None
+
+    @property
+    def ports(self) -> EnvoyPorts:
+        return EnvoyPorts(listen_port=self.port, admin_port=self.admin_port, processor_port=self.processor_port)
 
     @property
     def url(self) -> str:
@@ -41,8 +50,10 @@ class EnvoyProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"semroute envoy exited {self.proc.returncode}:\n{self.log()[-3000:]}")
+            if self.processor_only and port_in_use("127.0.0.1", self.processor_port):
+                return self
             try:
-                if requests.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                if not self.processor_only and requests.get(f"{self.url}/healthz", timeout=1).status_code == 200:
                     return self
             except requests.ConnectionError:
                 pass

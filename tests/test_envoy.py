@@ -11,10 +11,11 @@ import yaml
 
 from control.config import Config
 from control.envoy.bootstrap import EnvoyPorts, bootstrap, render
-from control.envoy.run import envoy_binary
+from control.envoy.run import envoy_binary, start_envoy, stop_process
 from tests.conftest import gateway_config
 from tests.envoy_proc import EnvoyProcess
 from tests.gateway_proc import SEMROUTE
+from tests.stub_upstream import Fault
 from tests.test_classify_fixed import DAN
 
 
@@ -64,12 +65,19 @@ def test_timeouts_and_outlier_detection_come_from_the_config():
 
 # ---- the real Envoy -------------------------------------------------------------------------
 
+def envoy_config(stubs) -> dict:
+    config = gateway_config(stubs, safety={"jailbreak_threshold": 0.5}, rules=[
+        {"name": "dead_first", "when": {"keywords": ["failover"]}, "backends": ["down", "coder"]},
+        {"name": "contracts", "when": {"keywords": ["contract"]}, "backends": ["cheap", "strong"]}])
+    next(b for b in config["backends"] if b["name"] == "cheap")["pii"] = "block"
+    return config
+
+
 @pytest.fixture(scope="module")
 def envoy(stubs, triton, tmp_path_factory):
-    config = gateway_config(stubs, safety={"jailbreak_threshold": 0.5})
-    proc = EnvoyProcess(config, triton.grpc_url, tmp_path_factory.mktemp("envoy")).start()
+    proc = EnvoyProcess(envoy_config(stubs), triton.grpc_url, tmp_path_factory.mktemp("envoy")).start()
     yield proc
-    proc.stop()
+    assert proc.stop() == 0, proc.log()[-3000:]  # Ctrl-C stops Envoy and the processor cleanly
 
 
 @pytest.fixture
@@ -85,7 +93,9 @@ def test_openai_client_through_envoy_named_backend(client, stubs):
     assert raw.headers["x-semroute-model"] == "coder"
     path, headers, body = stubs["coder"].requests[-1]
     assert path == "/v1/chat/completions" and body["model"] == "coder-upstream-id"
-    assert "x-semroute-route" not in {k.lower() for k in headers}  # semroute's own headers stay inside
+    sent = {k.lower() for k in headers}
+    assert not sent & {"x-semroute-route", "x-semroute-attempt"}  # semroute's own headers stay inside
+    assert "authorization" not in sent  # the client's key is for semroute, not for the backend
 
 
 def test_openai_client_through_envoy_auto_and_streamed(client, stubs):
@@ -120,3 +130,67 @@ def test_envoy_stats_on_the_admin_port(envoy, client):
     assert "envoy_cluster_upstream_rq_total" in stats and 'envoy_cluster_name="backend_cheap"' in stats
     processor = requests.get(f"http://127.0.0.1:{envoy.metrics_port}/metrics", timeout=5).text
     assert 'semroute_requests_total{backend="cheap"' in processor
+
+
+def test_tools_pass_through_envoy(client, stubs):
+    tools = [{"type": "function", "function": {"name": "weather", "parameters": {"type": "object", "properties": {}}}}]
+    client.chat.completions.create(model="auto", tools=tools, messages=[{"role": "user", "content": "weather in Oslo?"}])
+    assert stubs["cheap"].requests[-1][2]["tools"] == tools
+
+
+def test_pii_prompt_goes_to_the_backend_allowed_to_see_it(client, stubs):
+    raw = client.chat.completions.with_raw_response.create(model="auto", messages=[
+        {"role": "user", "content": "Please send the signed contract to zhang.wei@example.com, thanks."}])
+    assert raw.headers["x-semroute-model"] == "strong"
+    assert stubs["strong"].requests[-1][2]["model"] == "strong-upstream-id"
+    raw = client.chat.completions.with_raw_response.create(model="auto", messages=[
+        {"role": "user", "content": "What should a rental contract say about pets?"}])
+    assert raw.headers["x-semroute-model"] == "cheap"
+
+
+def test_dead_backend_fails_over_to_the_next_candidate(client, stubs):
+    before = len(stubs["coder"].requests)
+    raw = client.chat.completions.with_raw_response.create(model="auto", messages=[
+        {"role": "user", "content": "failover test: say hello"}])
+    assert raw.headers["x-semroute-rule"] == "rule:dead_first"
+    assert raw.headers["x-semroute-model"] == "coder" and raw.headers["x-semroute-fallback-from"] == "down"
+    assert raw.parse().choices[0].message.content == "answer from coder"
+    # the attempt was rewritten for the backend it went to
+    assert len(stubs["coder"].requests) == before + 1 and stubs["coder"].requests[-1][2]["model"] == "coder-upstream-id"
+
+
+def test_a_5xx_is_retried_before_the_first_byte(client, stubs):
+    stubs["coder"].inject(Fault("status", status=503))
+    before = len(stubs["coder"].requests)
+    answer = client.chat.completions.create(model="coder", messages=[{"role": "user", "content": "hi"}])
+    assert answer.choices[0].message.content == "answer from coder"
+    assert len(stubs["coder"].requests) == before + 2
+
+
+def test_a_stream_cut_midway_is_an_error_the_client_sees(client, stubs):
+    stubs["cheap"].inject(Fault("reset", after=2))
+    with pytest.raises(openai.APIError):
+        for _ in client.chat.completions.create(model="cheap", stream=True, messages=[{"role": "user", "content": "hi"}]):
+            pass
+    stubs["cheap"].inject(Fault("no_done", after=2))
+    with pytest.raises(openai.APIError) as info:
+        for _ in client.chat.completions.create(model="cheap", stream=True, messages=[{"role": "user", "content": "hi"}]):
+            pass
+    assert "before [DONE]" in str(info.value)
+
+
+def test_processor_gone_is_a_clear_503_in_openai_shape(stubs, triton, tmp_path):
+    config = envoy_config(stubs)
+    processor = EnvoyProcess(config, triton.grpc_url, tmp_path, processor_only=True).start()
+    envoy = start_envoy(Config.model_validate(config), processor.ports, tmp_path, log_path=tmp_path / "envoy.log")
+    try:
+        c = openai.OpenAI(base_url=f"{processor.url}/v1", api_key="unused", max_retries=0)
+        assert c.chat.completions.create(model="cheap", messages=[{"role": "user", "content": "hi"}]).choices
+        processor.proc.kill()
+        processor.proc.wait()
+        with pytest.raises(openai.InternalServerError) as info:
+            c.chat.completions.create(model="cheap", messages=[{"role": "user", "content": "hi"}])
+        assert info.value.status_code == 503 and info.value.code == "processor_unavailable"
+    finally:
+        stop_process(envoy)
+        processor.stop()

