@@ -14,13 +14,13 @@ import yaml
 from control.envoy.bootstrap import EnvoyPorts
 from control.tritonserver import _die_with_parent, port_in_use
 from tests.gateway_proc import SEMROUTE
-from tests.stub_upstream import free_port
+from tests.conftest import free_ports
 
 
 class EnvoyProcess:
     def __init__(self, config: dict, triton_url: str, tmp_dir: Path, env: dict | None = None,
                  processor_only: bool = False):
-        self.port, self.admin_port, self.processor_port, self.metrics_port = (free_port() for _ in range(4))
+        self.port, self.admin_port, self.processor_port, self.metrics_port = free_ports(4)  # distinct
         self.config_path = tmp_dir / f"config-{self.port}.yaml"
         self.config_path.write_text(yaml.safe_dump(config))
         self.log_path = tmp_dir / f"envoy-{self.port}.log"
@@ -43,7 +43,7 @@ class EnvoyProcess:
 
     def start(self, timeout_s: float = 60) -> "EnvoyProcess":
         self._log = open(self.log_path, "w")
-        # New session: the test can stop the whole group (Envoy is the processor's child).
+        # Tied to this test process; Envoy is the processor's child and dies with it.
         self.proc = subprocess.Popen(self.cmd, stdout=self._log, stderr=subprocess.STDOUT, env=self.env,
                                      preexec_fn=_die_with_parent)
         deadline = time.monotonic() + timeout_s

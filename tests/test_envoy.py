@@ -194,3 +194,25 @@ def test_processor_gone_is_a_clear_503_in_openai_shape(stubs, triton, tmp_path):
     finally:
         stop_process(envoy)
         processor.stop()
+
+
+def test_a_stream_passes_through_unbuffered(client, stubs):
+    # the backend stalls after two pieces: a buffering data plane would hold them past the client's timeout
+    stubs["cheap"].inject(Fault("stall", after=2, delay_s=30))
+    stream = client.with_options(timeout=8).chat.completions.create(
+        model="cheap", stream=True, messages=[{"role": "user", "content": "hi"}])
+    pieces = []
+    for chunk in stream:
+        pieces.append(chunk.choices[0].delta.content)
+        if len(pieces) == 2:
+            break
+    stream.close()
+    assert pieces == ["Hel", "lo"]
+
+
+def test_http2_clients_are_served(envoy):
+    answer = subprocess.run(["curl", "-s", "--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_version} %{http_code}",
+                             "-H", "content-type: application/json", "-d",
+                             '{"model": "cheap", "messages": [{"role": "user", "content": "hi"}]}',
+                             f"{envoy.url}/v1/chat/completions"], capture_output=True, text=True, timeout=30)
+    assert answer.stdout == "2 200", answer

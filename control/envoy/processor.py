@@ -21,15 +21,20 @@ from urllib.parse import urlsplit
 
 import grpc
 import orjson
+from opentelemetry import propagate
+from opentelemetry.context import Context
+from opentelemetry.trace import SpanKind
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ext
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ext_grpc
 
 from control import metrics
+from control.app import decision_attributes
 from control.envoy import wire
 from control.envoy.bootstrap import ATTEMPT_HEADER, ATTEMPT_METADATA
 from control.envoy.decider import Decided, Decider
 from control.envoy.usage import UsageReader
 from control.protocol import APIError
+from control.telemetry import TRACER
 from control.upstream import apply_reasoning
 
 log = logging.getLogger("semroute.envoy")
@@ -46,8 +51,11 @@ class Processor(ext_grpc.ExternalProcessorServicer):
 
     async def Process(self, requests: AsyncIterator[ext.ProcessingRequest],
                       context: grpc.aio.ServicerContext) -> AsyncIterator[ext.ProcessingResponse]:
-        attempt = dict(context.invocation_metadata() or ()).get(ATTEMPT_METADATA[0]) == ATTEMPT_METADATA[1]
-        handler = AttemptStream(self.decider) if attempt else DecisionStream(self.decider)
+        metadata = dict(context.invocation_metadata() or ())
+        if metadata.get(ATTEMPT_METADATA[0]) == ATTEMPT_METADATA[1]:
+            handler = AttemptStream(self.decider)
+        else:  # Envoy's span for this call travels in the metadata: the decision continues its trace
+            handler = DecisionStream(self.decider, propagate.extract(metadata))
         async for request in requests:
             response = await handler.handle(request)
             if response is not None:
@@ -57,8 +65,9 @@ class Processor(ext_grpc.ExternalProcessorServicer):
 class DecisionStream:
     """One downstream request: decide, then watch the answer go by."""
 
-    def __init__(self, decider: Decider):
+    def __init__(self, decider: Decider, trace_context: Context | None = None):
         self.decider = decider
+        self.trace_context = trace_context
         self.headers: dict[str, str] = {}
         self.decided: Decided | None = None
         self.status, self.answered_by = "0", ""
@@ -111,7 +120,10 @@ class DecisionStream:
         if method != "POST" or path != CHAT_PATH:
             return self._headers_only()
         try:
-            self.decided = await self.decider.decide(body, self.headers)
+            with TRACER.start_as_current_span("ext_proc decide", context=self.trace_context,
+                                              kind=SpanKind.SERVER) as span:
+                self.decided = await self.decider.decide(body, self.headers)
+                span.set_attributes(decision_attributes(self.decided.routed))
         except APIError as err:
             metrics.REQUESTS.labels(backend="none", category="none", task="none", rule="none",
                                     status=str(err.status)).inc()
