@@ -22,7 +22,10 @@ def _add_triton_ports(p: argparse.ArgumentParser) -> None:
 
 
 def _add_envoy_ports(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--admin-port", type=int, default=9901, help="Envoy admin and /stats/prometheus (default: %(default)s)")
+    p.add_argument("--admin-port", type=int, default=9901, help="Envoy admin on 127.0.0.1, /stats/prometheus among it "
+                                                                 "(default: %(default)s)")
+    p.add_argument("--stats-port", type=int, default=None,
+                   help="also serve Envoy's /stats/prometheus (only) on --host at this port, for scrapers")
     p.add_argument("--processor-port", type=int, default=50051, help="ext_proc processor gRPC port (default: %(default)s)")
     p.add_argument("--processor-metrics-port", type=int, default=9902,
                    help="the processor's semroute_* metrics (default: %(default)s)")
@@ -49,9 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--triton-url", default=None, help="Triton gRPC HOST:PORT (default: start the bundled Triton)")
     p.add_argument("--print-config", action="store_true", help="print Envoy's bootstrap (YAML) and exit")
     p.add_argument("--processor-only", action="store_true",
-                   help="run the processor alone on --host (Envoy runs elsewhere with the --print-config bootstrap)")
+                   help="run the processor alone (Envoy runs beside it with the --print-config bootstrap)")
     p.add_argument("--processor-host", default=None,
-                   help="where Envoy reaches the processor, in the bootstrap (default: 127.0.0.1)")
+                   help="the processor's address: where it listens and where Envoy reaches it (default: 127.0.0.1)")
     _add_triton_ports(p)
     _add_envoy_ports(p)
 

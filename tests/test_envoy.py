@@ -2,7 +2,9 @@
 processor (`semroute envoy`), the real Triton, stub LLMs, the official openai client."""
 from __future__ import annotations
 
+import os
 import subprocess
+from pathlib import Path
 
 import openai
 import pytest
@@ -12,7 +14,7 @@ import yaml
 from control.config import Config
 from control.envoy.bootstrap import EnvoyPorts, bootstrap, render
 from control.envoy.run import envoy_binary, start_envoy, stop_process
-from tests.conftest import gateway_config
+from tests.conftest import free_ports, gateway_config
 from tests.envoy_proc import EnvoyProcess
 from tests.gateway_proc import SEMROUTE
 from tests.stub_upstream import Fault
@@ -216,3 +218,43 @@ def test_http2_clients_are_served(envoy):
                              '{"model": "cheap", "messages": [{"role": "user", "content": "hi"}]}',
                              f"{envoy.url}/v1/chat/completions"], capture_output=True, text=True, timeout=30)
     assert answer.stdout == "2 200", answer
+
+
+DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
+DEPLOY_BOOTSTRAP_ARGS = ["--config", str(DEPLOY / "k8s" / "config.yaml"), "--host", "0.0.0.0", "--stats-port", "9903"]
+
+
+def test_deployed_bootstrap_is_generated_from_the_deployed_config_and_valid():
+    env = {**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel-collector:4318"}
+    printed = subprocess.run([SEMROUTE, "envoy", "--print-config", *DEPLOY_BOOTSTRAP_ARGS], capture_output=True,
+                             text=True, check=True, env=env).stdout
+    committed = DEPLOY / "k8s" / "envoy-bootstrap.yaml"
+    assert committed.read_text() == printed, "regenerate it: see the command in deploy/k8s/envoy.yaml"
+    checked = subprocess.run([envoy_binary(), "--mode", "validate", "-c", str(committed)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout[-2000:]
+
+
+def test_envoy_pod_and_its_bootstrap_agree_on_ports():
+    boot = yaml.safe_load((DEPLOY / "k8s" / "envoy-bootstrap.yaml").read_text())
+    pod = next(d for d in yaml.safe_load_all((DEPLOY / "k8s" / "envoy.yaml").read_text())
+               if d and d["kind"] == "Deployment")["spec"]["template"]["spec"]
+    envoy, processor = pod["containers"]
+    listeners = {l["name"]: l["address"]["socket_address"]["port_value"] for l in boot["static_resources"]["listeners"]}
+    assert {p["containerPort"] for p in envoy["ports"]} == set(listeners.values())
+    dialled = next(c for c in boot["static_resources"]["clusters"] if c["name"] == "semroute_processor")
+    endpoint = dialled["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
+    assert f"--processor-port={endpoint['port_value']}" in processor["args"]
+    assert f"--processor-host={endpoint['address']}" in processor["args"]
+    tracing = boot["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]["tracing"]
+    assert tracing["provider"]["name"] == "envoy.tracers.opentelemetry"
+
+
+def test_stats_port_serves_prometheus_stats_and_nothing_else_of_the_admin(stubs, triton, tmp_path):
+    proc = EnvoyProcess(envoy_config(stubs), triton.grpc_url, tmp_path)
+    proc.cmd += ["--stats-port", str(stats_port := free_ports(1)[0])]
+    proc.start()
+    try:
+        assert "envoy_server_live" in requests.get(f"http://127.0.0.1:{stats_port}/stats/prometheus", timeout=5).text
+        assert requests.post(f"http://127.0.0.1:{stats_port}/quitquitquit", timeout=5).status_code == 404
+    finally:
+        assert proc.stop() == 0

@@ -13,6 +13,7 @@ from opentelemetry import trace
 from pydantic import ValidationError
 
 from control import capabilities, metrics
+from control.app import classifier_ready
 from control.auth import estimate_tokens
 from control.cache import CachedResponse, InMemoryCache, cache_key
 from control.config import Backend, Config
@@ -107,6 +108,12 @@ class Decider:
                 and usage.complete()):
             self.cache.store(cache_key(decided.body, decision.backend, self.config.cache), signals.embedding,
                              CachedResponse(usage.body() or b"", usage.content_type, decision.backend))
+
+    async def ready_problem(self) -> str | None:
+        """Why routing is degraded now (None: ready), as the gateway's /readyz says it."""
+        if not await classifier_ready(self.classifier, self.config):
+            return "the classifier (Triton) is not ready"
+        return self.guard.ready_problem(self.config)
 
     def models(self) -> dict:
         created = int(time.time())

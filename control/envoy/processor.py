@@ -78,7 +78,9 @@ class DecisionStream:
         phase = request.WhichOneof("request")
         if phase == "request_headers":
             self.headers = wire.headers_of(request.request_headers)
-            return self._headers_only() if request.request_headers.end_of_stream else wire.continue_request_headers()
+            if request.request_headers.end_of_stream:
+                return await self._headers_only()
+            return wire.continue_request_headers()
         if phase == "request_body":
             if not request.request_body.end_of_stream:
                 return None  # BUFFERED mode sends the body once; a partial message is waited past
@@ -103,11 +105,15 @@ class DecisionStream:
                        code="upstream_incomplete_stream")
         return last + b"data: " + orjson.dumps(err.body()) + b"\n\n"
 
-    def _headers_only(self) -> ext.ProcessingResponse:
+    async def _headers_only(self) -> ext.ProcessingResponse:
         """A request without a body: the few GET endpoints the processor answers itself."""
         path, method = self.headers.get(":path", "/").split("?")[0], self.headers.get(":method", "GET")
         if method == "GET" and path == "/healthz":
             return wire.json_response(200, {"status": "ok"})
+        if method == "GET" and path == "/readyz":  # ready with the classifier, as the gateway's probe
+            problem = await self.decider.ready_problem()
+            return wire.json_response(503 if problem else 200, {"status": "degraded" if problem else "ready",
+                                                                 "degraded": problem})
         if method == "GET" and path == "/v1/models":
             return wire.json_response(200, self.decider.models())
         if path == CHAT_PATH:
@@ -118,7 +124,7 @@ class DecisionStream:
     async def _decide(self, body: bytes) -> ext.ProcessingResponse:
         path, method = self.headers.get(":path", "/").split("?")[0], self.headers.get(":method", "POST")
         if method != "POST" or path != CHAT_PATH:
-            return self._headers_only()
+            return await self._headers_only()
         try:
             with TRACER.start_as_current_span("ext_proc decide", context=self.trace_context,
                                               kind=SpanKind.SERVER) as span:

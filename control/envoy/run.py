@@ -43,7 +43,7 @@ def envoy_binary() -> str:
 def ports_of(args) -> EnvoyPorts:
     return EnvoyPorts(listen_host=args.host, listen_port=args.port, admin_port=args.admin_port,
                       processor_host=getattr(args, "processor_host", None) or "127.0.0.1",
-                      processor_port=args.processor_port)
+                      processor_port=args.processor_port, stats_port=getattr(args, "stats_port", None))
 
 
 def run_envoy(args) -> int:
@@ -54,8 +54,12 @@ def run_envoy(args) -> int:
         return 0
     telemetry.setup_logging()
     processor_only = getattr(args, "processor_only", False)
-    check_ports_free(args.host, {"processor": args.processor_port, "processor metrics": args.processor_metrics_port,
-                                 **({} if processor_only else {"gateway": args.port, "envoy admin": args.admin_port})})
+    envoy_ports = {"gateway": args.port, **({"envoy stats": ports.stats_port} if ports.stats_port else {})}
+    check_ports_free(args.host, {"processor metrics": args.processor_metrics_port,
+                                 **({} if processor_only else envoy_ports)})
+    check_ports_free(ports.processor_host, {"processor": args.processor_port})
+    if not processor_only:
+        check_ports_free("127.0.0.1", {"envoy admin": args.admin_port})
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     with ExitStack() as stack:
         triton_url = getattr(args, "triton_url", None)  # `up --data-plane envoy` has none: the bundled one
@@ -84,11 +88,11 @@ async def serve(config: Config, triton_url: str, ports: EnvoyPorts, metrics_port
     """The processor (gRPC) and Envoy, until Envoy exits or the task is cancelled; with
     processor_only, the processor alone on the listen address (Envoy runs elsewhere)."""
     telemetry.setup_tracing("semroute-processor")
-    bind = ports.listen_host if processor_only else ports.processor_host
-    server, decider = await start_processor(config, triton_url, bind, ports.processor_port)
+    server, decider = await start_processor(config, triton_url, ports.processor_host, ports.processor_port)
     start_http_server(metrics_port, addr=ports.listen_host)  # the processor's semroute_* metrics
     if processor_only:
-        log.info("processor on %s:%d (gRPC ext_proc); metrics http://%s:%d/metrics", bind, ports.processor_port,
+        log.info("processor on %s:%d (gRPC ext_proc); metrics http://%s:%d/metrics", ports.processor_host,
+                 ports.processor_port,
                  ports.listen_host, metrics_port)
         try:
             await server.wait_for_termination()
@@ -98,9 +102,9 @@ async def serve(config: Config, triton_url: str, ports: EnvoyPorts, metrics_port
         return
     with tempfile.TemporaryDirectory(prefix="semroute-envoy-") as tmp:
         envoy = start_envoy(config, ports, Path(tmp))
-        log.info("Envoy data plane: http://%s:%d/v1 (model \"auto\" routes); admin http://%s:%d/stats/prometheus; "
+        log.info("Envoy data plane: http://%s:%d/v1 (model \"auto\" routes); admin http://127.0.0.1:%d/stats/prometheus; "
                  "processor metrics http://%s:%d/metrics", ports.listen_host, ports.listen_port,
-                 ports.listen_host, ports.admin_port, ports.listen_host, metrics_port)
+                 ports.admin_port, ports.listen_host, metrics_port)
         try:
             code = await asyncio.to_thread(envoy.wait)
             log.error("Envoy exited with code %s", code)
