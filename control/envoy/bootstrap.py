@@ -208,6 +208,7 @@ def backend_route(candidates: tuple[str, ...], config: Config) -> dict:
         "match": {"prefix": "/", "headers": [{"name": ROUTE_HEADER, "string_match": {"exact": route_value(candidates)}}]},
         "route": {"cluster": cluster, "timeout": f"{first.timeout_s:g}s", "idle_timeout": f"{first.idle_timeout_s:g}s",
                   "auto_host_rewrite": True, "retry_policy": retry},
+        "request_headers_to_remove": [ROUTE_HEADER],  # matched on, never sent on
     }
 
 
@@ -229,7 +230,8 @@ def backend_cluster(backend: Backend, config: Config) -> dict:
                               "consecutive_gateway_failure": config.resilience.circuit.failures,
                               "base_ejection_time": f"{config.resilience.circuit.cooldown_s:g}s",
                               "max_ejection_percent": 100},
-        "typed_extension_protocol_options": attempt_options(),
+        # one backend: the decision's processor has rewritten the request for it already
+        "typed_extension_protocol_options": attempt_options(rewrite=False),
     }
     if https:
         cluster["transport_socket"] = {"name": "envoy.transport_sockets.tls", "typed_config": {
@@ -240,39 +242,47 @@ def backend_cluster(backend: Backend, config: Config) -> dict:
     return cluster
 
 
-def attempt_options() -> dict:
+def attempt_options(rewrite: bool = True) -> dict:
     """Upstream filters, run per attempt (retries and failovers included): the endpoint's
     metadata names the backend (an aggregate cluster's attempt goes to one of its members),
-    the processor rewrites path, model, reasoning and key for it, and the answer names it."""
-    backend = "%UPSTREAM_METADATA(semroute:backend)%"
+    with `rewrite` the processor rewrites path, model, reasoning and key for it, and the
+    answer names it."""
     return {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
         "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
         "explicit_http_config": {"http_protocol_options": {}},
-        "http_filters": attempt_filters(backend)}}
+        "http_filters": attempt_filters(rewrite)}}
 
 
-def attempt_filters(backend: str) -> list[dict]:
-    return [
-        {"name": "envoy.filters.http.header_mutation", "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
-            "mutations": {
-                "request_mutations": [{"append": {"header": {"key": ATTEMPT_HEADER, "value": backend},
-                                                  "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}}],
-                "response_mutations": [{"append": {"header": {"key": "x-semroute-model", "value": backend},
-                                                   "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}}]}}},
-        {"name": "envoy.filters.http.ext_proc", "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor",
-            "grpc_service": {"envoy_grpc": {"cluster_name": PROCESSOR_CLUSTER}, "timeout": "5s",
-                             "initial_metadata": [{"key": ATTEMPT_METADATA[0], "value": ATTEMPT_METADATA[1]}]},
-            "failure_mode_allow": False,
-            "message_timeout": "5s",
-            "processing_mode": {"request_header_mode": "SEND", "request_body_mode": "BUFFERED",
-                                "response_header_mode": "SKIP", "response_body_mode": "NONE",
-                                "request_trailer_mode": "SKIP", "response_trailer_mode": "SKIP"},
-            "mutation_rules": {"allow_all_routing": True}}},
-        {"name": "envoy.filters.http.upstream_codec", "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"}},
-    ]
+def _set(key: str, value: str) -> dict:
+    return {"append": {"header": {"key": key, "value": value}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}}
+
+
+def attempt_filters(rewrite: bool) -> list[dict]:
+    """header_mutation (names the backend: to the processor, and in the answer), ext_proc (the
+    rewrite), the codec."""
+    backend = "%UPSTREAM_METADATA(semroute:backend)%"
+    mutations = {"response_mutations": [_set("x-semroute-model", backend)]}
+    if rewrite:
+        mutations["request_mutations"] = [_set(ATTEMPT_HEADER, backend)]
+    naming = {"name": "envoy.filters.http.header_mutation", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
+        "mutations": mutations}}
+    codec = {"name": "envoy.filters.http.upstream_codec", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"}}
+    return [naming, attempt_processor(), codec] if rewrite else [naming, codec]
+
+
+def attempt_processor() -> dict:
+    return {"name": "envoy.filters.http.ext_proc", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor",
+        "grpc_service": {"envoy_grpc": {"cluster_name": PROCESSOR_CLUSTER}, "timeout": "5s",
+                         "initial_metadata": [{"key": ATTEMPT_METADATA[0], "value": ATTEMPT_METADATA[1]}]},
+        "failure_mode_allow": False,
+        "message_timeout": "5s",
+        "processing_mode": {"request_header_mode": "SEND", "request_body_mode": "BUFFERED",
+                            "response_header_mode": "SKIP", "response_body_mode": "NONE",
+                            "request_trailer_mode": "SKIP", "response_trailer_mode": "SKIP"},
+        "mutation_rules": {"allow_all_routing": True}}}
 
 
 def failover_name(first: str, second: str) -> str:

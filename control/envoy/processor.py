@@ -29,6 +29,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ext_grpc
 
 from control import metrics
 from control.app import decision_attributes
+from control.config import Backend
 from control.envoy import wire
 from control.envoy.bootstrap import ATTEMPT_HEADER, ATTEMPT_METADATA
 from control.envoy.decider import Decided, Decider
@@ -80,7 +81,7 @@ class DecisionStream:
             self.headers = wire.headers_of(request.request_headers)
             if request.request_headers.end_of_stream:
                 return await self._headers_only()
-            return wire.continue_request_headers()
+            return wire.continue_request_headers(remove=["content-length"])  # the body may be rewritten
         if phase == "request_body":
             if not request.request_body.end_of_stream:
                 return None  # BUFFERED mode sends the body once; a partial message is waited past
@@ -137,10 +138,14 @@ class DecisionStream:
         if self.decided.cached is not None:
             return wire.immediate(200, self.decided.cached.body,
                                   {"content-type": self.decided.cached.content_type, **self.decided.headers})
-        set_headers = {"x-semroute-route": self.decided.route}
+        route = {"x-semroute-route": self.decided.route}
+        candidates = self.decided.routed.decision.candidates
+        if len(candidates) == 1:  # one backend: rewritten here, its cluster runs no per-attempt processor
+            return rewritten_for(self.decider.config.backend(candidates[0]), self.decided.body, self.headers,
+                                 self.decided.reasoning, extra=route)
         if self.decided.reasoning is not None:
-            set_headers[REASONING_HEADER] = orjson.dumps(self.decided.reasoning).decode()
-        return wire.continue_request_body(set_headers=set_headers, clear_route_cache=True)
+            route[REASONING_HEADER] = orjson.dumps(self.decided.reasoning).decode()
+        return wire.continue_request_body(set_headers=route, clear_route_cache=True)
 
     def _answer_headers(self, headers: dict[str, str]) -> ext.ProcessingResponse:
         self.status = headers.get(":status", "0")
@@ -183,15 +188,21 @@ class AttemptStream:
             return wire.error_response(APIError(500, f"attempt to an unknown backend "
                                                      f"'{self.headers.get(ATTEMPT_HEADER, '')}'",
                                                 type="server_error", code="internal_error"))
-        body = orjson.loads(raw)
         reasoning = self.headers.get(REASONING_HEADER)
-        body["model"] = backend.model
-        apply_reasoning(body, backend.reasoning_family, orjson.loads(reasoning) if reasoning else None)
-        base = urlsplit(backend.base_url)
-        suffix = self.headers.get(":path", CHAT_PATH).removeprefix("/v1")
-        set_headers = {":path": f"{base.path.rstrip('/')}{suffix}"}
-        key = backend.api_key()
-        if key:
-            set_headers["authorization"] = f"Bearer {key}"
-        remove = [h for h in INTERNAL_REQUEST_HEADERS if h in self.headers and h not in set_headers]
-        return wire.continue_request_body(set_headers=set_headers, remove=remove, body=orjson.dumps(body))
+        return rewritten_for(backend, orjson.loads(raw), self.headers, orjson.loads(reasoning) if reasoning else None)
+
+
+def rewritten_for(backend: Backend, body: dict, headers: dict[str, str], reasoning: bool | str | None,
+                  extra: dict[str, str] | None = None) -> ext.ProcessingResponse:
+    """The request as `backend` takes it: its base path, model, reasoning switch and key; none of
+    the headers only semroute reads."""
+    body["model"] = backend.model
+    apply_reasoning(body, backend.reasoning_family, reasoning)
+    suffix = headers.get(":path", CHAT_PATH).removeprefix("/v1")
+    set_headers = {":path": f"{urlsplit(backend.base_url).path.rstrip('/')}{suffix}", **(extra or {})}
+    key = backend.api_key()
+    if key:
+        set_headers["authorization"] = f"Bearer {key}"
+    remove = [h for h in INTERNAL_REQUEST_HEADERS if h in headers and h not in set_headers]
+    return wire.continue_request_body(set_headers=set_headers, remove=remove, body=orjson.dumps(body),
+                                      clear_route_cache=bool(extra))
