@@ -24,6 +24,8 @@ def _add_triton_ports(p: argparse.ArgumentParser) -> None:
 def _add_envoy_ports(p: argparse.ArgumentParser) -> None:
     p.add_argument("--admin-port", type=int, default=9901, help="Envoy admin on 127.0.0.1, /stats/prometheus among it "
                                                                  "(default: %(default)s)")
+    p.add_argument("--envoy-concurrency", type=int, default=None,
+                   help="Envoy worker threads (default: Envoy's own, one per core)")
     p.add_argument("--stats-port", type=int, default=None,
                    help="also serve Envoy's /stats/prometheus (only) on --host at this port, for scrapers")
     p.add_argument("--processor-port", type=int, default=50051, help="ext_proc processor gRPC port (default: %(default)s)")

@@ -68,9 +68,6 @@ def bootstrap(config: Config, ports: EnvoyPorts) -> dict:
         "static_resources": {"listeners": [listener(config, ports, tracing[0] if tracing else None),
                                            *stats_listener(ports)],
                              "clusters": clusters + ([admin_cluster(ports)] if ports.stats_port else [])},
-        "layered_runtime": {"layers": [{"name": "static", "static_layer": {
-            # A connection per client, many clients: Envoy's defaults cap neither, but say so.
-            "overload.global_downstream_max_connections": 50000}}]},
     }
 
 
@@ -102,7 +99,7 @@ def listener(config: Config, ports: EnvoyPorts, tracing: dict | None) -> dict:
         "route_config": {"name": "semroute", "virtual_hosts": [
             {"name": "semroute", "domains": ["*"], "routes": routes(config)}]},
         "http_filters": [
-            {"name": "envoy.filters.http.ext_proc", "typed_config": decision_filter(ports)},
+            {"name": "envoy.filters.http.ext_proc", "typed_config": decision_filter(config, ports)},
             {"name": "envoy.filters.http.router",
              "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router",
                               "suppress_envoy_headers": True}},  # no x-envoy-* to clients or backends
@@ -161,14 +158,15 @@ def admin_cluster(ports: EnvoyPorts) -> dict:
                 {"endpoint": {"address": _address("127.0.0.1", ports.admin_port)}}]}]}}
 
 
-def decision_filter(ports: EnvoyPorts) -> dict:
+def decision_filter(config: Config, ports: EnvoyPorts) -> dict:
     """The request's headers and whole body go to the processor; the answer's headers and body
     chunks too, streamed (each chunk forwarded as it comes) so usage is counted."""
     return {
         "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor",
-        "grpc_service": {"envoy_grpc": {"cluster_name": PROCESSOR_CLUSTER}, "timeout": "30s"},
+        "grpc_service": {"envoy_grpc": {"cluster_name": PROCESSOR_CLUSTER}},
         "failure_mode_allow": False,
-        "message_timeout": "10s",  # classification waits for Triton; the processor's own budget is shorter
+        # the decision waits at most the classifier's budget (then routes degraded): never cut before
+        "message_timeout": f"{config.resilience.classifier.timeout_s + 5:g}s",
         "processing_mode": {"request_header_mode": "SEND", "request_body_mode": "BUFFERED",
                             "response_header_mode": "SEND", "response_body_mode": "STREAMED",
                             "request_trailer_mode": "SKIP", "response_trailer_mode": "SKIP"},
@@ -275,7 +273,7 @@ def attempt_filters(rewrite: bool) -> list[dict]:
 def attempt_processor() -> dict:
     return {"name": "envoy.filters.http.ext_proc", "typed_config": {
         "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor",
-        "grpc_service": {"envoy_grpc": {"cluster_name": PROCESSOR_CLUSTER}, "timeout": "5s",
+        "grpc_service": {"envoy_grpc": {"cluster_name": PROCESSOR_CLUSTER},
                          "initial_metadata": [{"key": ATTEMPT_METADATA[0], "value": ATTEMPT_METADATA[1]}]},
         "failure_mode_allow": False,
         "message_timeout": "5s",

@@ -66,7 +66,8 @@ def run_envoy(args) -> int:
         if not triton_url:
             triton_url = stack.enter_context(_bundled_triton(args)).grpc_url  # ready; stopped on the way out
         try:
-            asyncio.run(serve(config, triton_url, ports, args.processor_metrics_port, processor_only))
+            asyncio.run(serve(config, triton_url, ports, args.processor_metrics_port, processor_only,
+                              getattr(args, "envoy_concurrency", None)))
         except KeyboardInterrupt:
             pass
     return 0
@@ -84,7 +85,7 @@ def _bundled_triton(args):
 
 
 async def serve(config: Config, triton_url: str, ports: EnvoyPorts, metrics_port: int,
-                processor_only: bool = False) -> None:
+                processor_only: bool = False, envoy_concurrency: int | None = None) -> None:
     """The processor (gRPC) and Envoy, until Envoy exits or the task is cancelled; with
     processor_only, the processor alone on the listen address (Envoy runs elsewhere)."""
     telemetry.setup_tracing("semroute-processor")
@@ -101,7 +102,7 @@ async def serve(config: Config, triton_url: str, ports: EnvoyPorts, metrics_port
             await decider.classifier.close()
         return
     with tempfile.TemporaryDirectory(prefix="semroute-envoy-") as tmp:
-        envoy = start_envoy(config, ports, Path(tmp))
+        envoy = start_envoy(config, ports, Path(tmp), concurrency=envoy_concurrency)
         log.info("Envoy data plane: http://%s:%d/v1 (model \"auto\" routes); admin http://127.0.0.1:%d/stats/prometheus; "
                  "processor metrics http://%s:%d/metrics", ports.listen_host, ports.listen_port,
                  ports.admin_port, ports.listen_host, metrics_port)
