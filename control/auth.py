@@ -6,23 +6,24 @@ SDKs do. `auth.mode: auto` (the default) turns auth on when the gateway listens 
 loopback, so a gateway exposed by mistake lets no one in.
 
 Rate limits are token buckets per key and per process (with `--workers N` each worker has
-its own buckets). Requests are counted on arrival; tokens are admitted against an estimate of
-the prompt and charged after the answer with the backend's usage (or an estimate), so a key
-may run into debt and then waits until the bucket refills.
+its own buckets). Requests are counted on arrival, where the request gets its `Lease`; through
+the lease tokens are reserved against an estimate of the prompt and charged after the answer
+with the backend's usage (or an estimate), so a key may run into debt and then waits until the
+bucket refills.
 """
 from __future__ import annotations
 
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from aiohttp import web
-from prometheus_client import Counter
 
+from control import metrics
 from control.config.access import ApiKey, Auth, MetricsAccess
 from control.protocol import APIError
 
-REJECTED = Counter("semroute_auth_rejections_total", "Requests refused by auth or rate limits", ["reason"])
 OPEN_PATHS = ("/healthz", "/readyz", "/openapi.json")  # probes carry no key
 METRICS_PATH = "/metrics"  # as the `metrics.auth` section says
 
@@ -52,7 +53,7 @@ class Bucket:
 
 
 class Authenticator:
-    """Checks keys and limits per request; the buckets outlive config reloads."""
+    """Checks keys and request rates as requests arrive; the buckets outlive config reloads."""
 
     def __init__(self, auth_of: Callable[[], Auth], host: str,
                  metrics_of: Callable[[], MetricsAccess] = MetricsAccess):
@@ -71,25 +72,34 @@ class Authenticator:
     def middleware(self):
         @web.middleware
         async def authenticate(request: web.Request, handler):
-            auth = self.auth_of()
             if request.path == METRICS_PATH:
-                self.check_metrics(request, auth, self.metrics_of())
-                return await handler(request)
-            if request.path in OPEN_PATHS or not auth.enabled(self.host):
-                return await handler(request)
-            key = self.identify(request, auth)
-            self.admit(key, "requests", 1)
-            self.admit(key, "tokens", 1)  # a key in token debt waits before anything else
-            request["api_key"] = key
+                self.check_metrics(request, self.auth_of(), self.metrics_of())
+            else:
+                request[LEASE] = self.admit(request)
             return await handler(request)
         return authenticate
+
+    def admit(self, request: web.Request) -> Lease:
+        """The request's lease, before its body is read: its key (none for probes or with auth
+        off), which must be valid, within its request rate and not in token debt."""
+        auth = self.auth_of()
+        if request.path in OPEN_PATHS or not auth.enabled(self.host):
+            return Lease()
+        key = self.identify(request, auth)
+        requests = self.bucket(key, "requests")
+        if requests is not None:
+            check_room(requests, key, "requests", 1)
+            requests.take(1)
+        lease = Lease(key, self.bucket(key, "tokens"))
+        lease.reserve(1)  # a key in token debt waits before anything else
+        return lease
 
     def check_metrics(self, request: web.Request, auth: Auth, access: MetricsAccess) -> None:
         """A scrape is not rate-limited; it only has to present the right key, if any."""
         if access.auth == "api" and auth.enabled(self.host):
             self.identify(request, auth)
         elif access.auth == "key" and not access.admits(self.presented(request)):
-            REJECTED.labels(reason="invalid_metrics_key").inc()
+            metrics.AUTH_REJECTIONS.labels(reason="invalid_metrics_key").inc()
             raise APIError(401, "GET /metrics needs the metrics key: send 'Authorization: Bearer <key>'",
                            code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
 
@@ -101,58 +111,74 @@ class Authenticator:
     def identify(self, request: web.Request, auth: Auth) -> ApiKey:
         presented = self.presented(request)
         if not presented:
-            REJECTED.labels(reason="missing_key").inc()
+            metrics.AUTH_REJECTIONS.labels(reason="missing_key").inc()
             raise APIError(401, "no API key: send 'Authorization: Bearer <key>'", code="invalid_api_key",
                            headers={"WWW-Authenticate": "Bearer"})
         key = auth.lookup(presented)
         if key is None:
-            REJECTED.labels(reason="invalid_key").inc()
+            metrics.AUTH_REJECTIONS.labels(reason="invalid_key").inc()
             raise APIError(401, "the API key is not valid", code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
         return key
 
-    def admit(self, key: ApiKey, kind: str, amount: float) -> None:
-        bucket = self.bucket(key, kind)
-        if bucket is None:
-            return
-        wait = bucket.wait_s(amount)
-        if wait > 0:
-            REJECTED.labels(reason=f"rate_limit_{kind}").inc()
-            raise APIError(429, f"rate limit of key '{key.name}' reached: {bucket.per_minute} {kind} per minute; "
-                                f"retry in {math.ceil(wait)}s", type=kind, code="rate_limit_exceeded",
-                           headers={"Retry-After": str(math.ceil(wait)), f"x-ratelimit-limit-{kind}": str(bucket.per_minute)})
-        if kind == "requests":
-            bucket.take(amount)
 
-    def admit_tokens(self, request: web.Request, estimate: int) -> None:
-        """Before routing: the key must have room for the prompt's estimated tokens."""
-        key = request.get("api_key")
-        if key is not None:
-            self.admit(key, "tokens", estimate)
+@dataclass(frozen=True)
+class Lease:
+    """One request's standing with its key, taken on arrival and held by the pipeline to the
+    end: which backends it may use, room for its prompt, and the tokens it is charged.
+    Without a key (auth off, probes) anything is allowed and nothing is counted."""
+    key: ApiKey | None = None
+    tokens: Bucket | None = None  # the key's token bucket, when it has tokens_per_minute
 
-    def charge(self, request: web.Request, tokens: int) -> None:
-        key = request.get("api_key")
-        bucket = self.bucket(key, "tokens") if key is not None else None
-        if bucket is not None:
-            bucket.take(tokens)
+    @property
+    def tenant(self) -> str:
+        """Whose request this is, for cache scoping: the key's name ("" when auth is off)."""
+        return self.key.name if self.key is not None else ""
 
-    def allowed(self, request: web.Request, backend: str) -> bool:
-        key = request.get("api_key")
-        return key is None or key.allows(backend)
+    def allows(self, backend: str) -> bool:
+        return self.key is None or self.key.allows(backend)
 
-    def restrict(self, request: web.Request, candidates: tuple[str, ...], passthrough: bool) -> tuple[str, ...]:
+    def reserve(self, estimate: int) -> None:
+        """Before routing: the key must have room for the prompt's estimated tokens (else 429)."""
+        if self.tokens is not None:
+            check_room(self.tokens, self.key, "tokens", estimate)
+
+    def charge(self, tokens: int) -> None:
+        """After the answer: the tokens it cost (the bucket may go into debt)."""
+        if self.tokens is not None:
+            self.tokens.take(tokens)
+
+    def restrict(self, candidates: tuple[str, ...], passthrough: bool) -> tuple[str, ...]:
         """The candidates this key may use. A named backend it may not use is a 403; for
         "auto", a route outside its backends falls back to the first backend it may use."""
-        key = request.get("api_key")
+        key = self.key
         if key is None or key.backends is None:
             return candidates
         allowed = tuple(c for c in candidates if key.allows(c))
         if allowed:
             return allowed
         if passthrough or not key.backends:
-            REJECTED.labels(reason="backend_not_allowed").inc()
+            metrics.AUTH_REJECTIONS.labels(reason="backend_not_allowed").inc()
             raise APIError(403, f"key '{key.name}' may not use model '{candidates[0]}'; it may use: "
                                 f"{', '.join(key.backends) or 'none'}", code="model_not_allowed", param="model")
         return (key.backends[0],)
+
+
+OPEN_LEASE = Lease()
+LEASE = web.RequestKey("lease", Lease)  # set by Authenticator.middleware on every path but /metrics
+
+
+def lease_of(request: web.Request) -> Lease:
+    return request.get(LEASE, OPEN_LEASE)
+
+
+def check_room(bucket: Bucket, key: ApiKey, kind: str, amount: float) -> None:
+    """A 429 saying when to retry unless `bucket` has `amount` available."""
+    wait = bucket.wait_s(amount)
+    if wait > 0:
+        metrics.AUTH_REJECTIONS.labels(reason=f"rate_limit_{kind}").inc()
+        raise APIError(429, f"rate limit of key '{key.name}' reached: {bucket.per_minute} {kind} per minute; "
+                            f"retry in {math.ceil(wait)}s", type=kind, code="rate_limit_exceeded",
+                       headers={"Retry-After": str(math.ceil(wait)), f"x-ratelimit-limit-{kind}": str(bucket.per_minute)})
 
 
 def estimate_tokens(chars: int) -> int:

@@ -130,7 +130,7 @@ def _dispatch(args: argparse.Namespace) -> int | None:
         from control.up import run_up
         return run_up(args)
     if args.command == "serve":
-        from control.app import run_serve
+        from control.serving.workers import run_serve
         return run_serve(args)
     if args.command == "triton":
         from control.tritonserver import run_triton

@@ -17,8 +17,8 @@ import asyncio
 import logging
 from dataclasses import dataclass, replace
 
-from prometheus_client import Counter
 
+from control import metrics
 from control.config import Config
 from control.decision import Blocked
 from control.protocol import AUTO_MODEL, APIError, ChatCompletionRequest
@@ -26,7 +26,6 @@ from control.resilience import CircuitBreaker
 from control.router import Routed, Router, features_of
 
 log = logging.getLogger("semroute.degrade")
-DEGRADED = Counter("semroute_degraded_total", "model=auto requests routed without the classifier", ["reason"])
 CLASSIFIER_CODES = ("classifier_unavailable", "classifier_timeout")
 
 
@@ -97,7 +96,7 @@ class ClassifierGuard:
                            type="service_unavailable", code=err.code) from None
         decision = replace(decision, reason=f"degraded ({err.code}: {err.message}): {decision.reason} without the "
                                             "classifier", confidence=0.0)
-        DEGRADED.labels(reason=err.code).inc()
+        metrics.DEGRADED.labels(reason=err.code).inc()
         return DegradedRouted(decision, None, text=text, degraded=err.code)
 
     def ready_problem(self, config: Config) -> str | None:

@@ -17,12 +17,11 @@ from collections.abc import Callable
 import orjson
 import simdjson
 from aiohttp import web
-from prometheus_client import Counter
+from control import metrics
 from control.config.limits import Limits
 from control.protocol import APIError
 
 log = logging.getLogger("semroute.limits")
-REJECTED = Counter("semroute_limit_rejections_total", "Requests refused by a limit", ["code"])
 JSON_TYPES = ("application/json",)
 ARRAYS, OBJECTS = (list, simdjson.Array), (dict, simdjson.Object)
 TEXT_HEADERS = ("x-session-id",)  # read by routing (sticky sessions, A/B draws)
@@ -34,7 +33,7 @@ PARSER_LIMITS = {"max_line_size": 64 * 1024, "max_field_size": 64 * 1024}
 
 
 def refuse(status: int, message: str, code: str, param: str | None = None) -> APIError:
-    REJECTED.labels(code=code).inc()
+    metrics.LIMIT_REJECTIONS.labels(code=code).inc()
     return APIError(status, message, code=code, param=param)
 
 

@@ -1,4 +1,7 @@
-"""Prometheus metrics of the gateway, one `semroute_` scheme.
+"""Prometheus metrics of the gateway, one `semroute_` scheme, every one defined here.
+
+One place: the dashboard (deploy/) and the docs are checked against this list, and a module
+that counts imports `metrics` rather than registering its own.
 
 Where the vLLM Semantic Router (vSR) exports the same quantity, the comment names its metric.
 Multi-worker: when PROMETHEUS_MULTIPROC_DIR is set (semroute serve --workers N sets it),
@@ -44,6 +47,19 @@ BLOCKED = Counter("semroute_blocked_total", "Requests refused by the safety/PII 
 # vSR: llm_cache_hits_total / llm_cache_misses_total
 CACHE = Counter("semroute_cache_requests_total", "Semantic cache lookups by result", ["result"])
 UPSTREAM_ERRORS = Counter("semroute_upstream_errors_total", "Upstream failures by kind", ["backend", "code"])
+
+
+# Refusals, resilience and operations (defined here with the rest: one scheme, one place)
+LIMIT_REJECTIONS = Counter("semroute_limit_rejections_total", "Requests refused by a limit", ["code"])
+BREAKER_OPENED = Counter("semroute_circuit_opened_total", "Circuit breakers opened (backend or classifier)", ["target"])
+AUTH_REJECTIONS = Counter("semroute_auth_rejections_total", "Requests refused by auth or rate limits", ["reason"])
+RELOADS = Counter("semroute_config_reloads_total", "Config reloads by result", ["result"])
+RETRIES = Counter("semroute_upstream_retries_total", "Upstream attempts after a retryable failure", ["backend", "code"])
+FAILOVERS = Counter("semroute_failovers_total", "Requests answered by a candidate other than the first", ["backend"])
+STREAM_ERRORS = Counter("semroute_stream_errors_total", "Streams ended by an error event after bytes were sent",
+                        ["backend", "code"])
+CLIENT_GONE = Counter("semroute_client_disconnects_total", "Streams the client left before the end", ["backend"])
+DEGRADED = Counter("semroute_degraded_total", "model=auto requests routed without the classifier", ["reason"])
 
 
 def render() -> tuple[bytes, str]:

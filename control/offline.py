@@ -9,7 +9,7 @@ from pathlib import Path
 from pydantic import ValidationError
 from tqdm import tqdm
 
-from control.app import explain, timings
+from control.serving.explain import explain, timings
 from control.config import load_config
 from control.protocol import APIError, RouteRequest
 from control.router import Router

@@ -24,16 +24,14 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
-from prometheus_client import Counter
 from tritonclient.utils import InferenceServerException
 
-from control import redact
+from control import metrics, redact
 from control.cache import InMemoryCache
 from control.config import Config, ConfigError, load_config
 from control.router import Router
 
 log = logging.getLogger("semroute.reload")
-RELOADS = Counter("semroute_config_reloads_total", "Config reloads by result", ["result"])
 _SNAPSHOT: contextvars.ContextVar[Config | None] = contextvars.ContextVar("semroute_config", default=None)
 
 
@@ -84,13 +82,13 @@ class ConfigReloader:
                 log.exception("config reload (%s) failed unexpectedly", trigger)
                 return self._refused(trigger, f"{type(exc).__name__}: {exc}")
             self.loaded_at, self.last_error = time.time(), None
-            RELOADS.labels(result="applied").inc()
+            metrics.RELOADS.labels(result="applied").inc()
             log.info("config reloaded (%s) from %s", trigger, self.path)
             return True
 
     def _refused(self, trigger: str, why: str) -> bool:
         self.last_error = why
-        RELOADS.labels(result="refused").inc()
+        metrics.RELOADS.labels(result="refused").inc()
         log.error("config reload (%s) refused, keeping the running config: %s", trigger, why)
         return False
 
@@ -134,15 +132,16 @@ class ConfigReloader:
 
 
 async def install_config(gateway, config: Config, host: str) -> None:
-    """Check `config` against the running gateway, then swap it in with no await in between.
+    """Check `config` against the running gateway, build and start its Router, then
+    `gateway.install(router, config, cache)`: the gateway swaps its own parts at once.
 
-    A new Router is started on the new config before the swap (the served model's labels,
-    embedding routes); when Triton is unreachable that check waits for the first request.
+    The new Router is started before the swap (the served model's labels, embedding routes);
+    when Triton is unreachable that check waits for the first request.
     """
     problem = config.auth.problem(host)
     if problem:
         raise ConfigError(problem)
-    router = Router(config, gateway.classifier)
+    router = Router(config, gateway.classifier, gateway.health)
     router.sessions = gateway.router.sessions  # conversations keep their backends
     try:
         async with asyncio.timeout(max(5.0, config.resilience.classifier.timeout_s)):
@@ -150,6 +149,5 @@ async def install_config(gateway, config: Config, host: str) -> None:
     except (InferenceServerException, OSError, TimeoutError) as exc:
         log.warning("config reload: Triton unavailable (%s); labels are checked when it is back", exc)
     redact.register(config)
-    if config.cache != gateway.config.cache:
-        gateway.cache = InMemoryCache(config.cache)
-    gateway.router, gateway.config = router, config
+    cache = gateway.cache if config.cache == gateway.config.cache else InMemoryCache(config.cache)
+    gateway.install(router, config, cache)

@@ -1,8 +1,8 @@
 """Resilience settings and their two mechanisms: backoff with jitter and circuit breakers.
 
 Pure (no I/O); the settings are the config's `resilience:` section (control/config/resilience.py).
-`control/relay.py` (upstream failover) and `control/degrade.py` (the classifier's time budget)
-use the breakers.
+`control/serving/relay.py` (upstream failover) and `control/degrade.py` (the classifier's time
+budget) use the breakers.
 
 A breaker opens after `failures` consecutive failures and then skips its target for
 `cooldown_s`; after that exactly one request goes through as a probe (half-open): success
@@ -15,12 +15,11 @@ import math
 import random
 import time
 
-from prometheus_client import Counter
 
+from control import metrics
 from control.config.resilience import Circuit, Resilience
 
 log = logging.getLogger("semroute.resilience")
-BREAKER_OPENED = Counter("semroute_circuit_opened_total", "Circuit breakers opened (backend or classifier)", ["target"])
 
 
 def backoff(retry: int, settings: Resilience) -> float:
@@ -59,7 +58,7 @@ class CircuitBreaker:
         self.failures += 1
         if self.probing or (self.opened_at is None and self.failures >= circuit.failures):
             if self.opened_at is None:
-                BREAKER_OPENED.labels(target=self.target).inc()
+                metrics.BREAKER_OPENED.labels(target=self.target).inc()
                 log.warning("circuit for %s opened after %d consecutive failures; cooling down %gs",
                             self.target, self.failures, circuit.cooldown_s)
             self.opened_at = time.monotonic()

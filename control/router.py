@@ -14,6 +14,7 @@ from control.decision import Blocked, Decision, PolicyContext, RequestFeatures, 
 from control.decision.selector import check_selectors
 from control.protocol import AUTO_MODEL, APIError, ChatCompletionRequest
 from control.categories import CustomCategories
+from control.health import HealthBoard
 from control.routes import EmbeddingRoutes
 from control.sessions import SessionStore, session_draw
 from control.reading import ReadBudget
@@ -31,12 +32,13 @@ class Routed:
 
 
 class Router:
-    def __init__(self, config: Config, classifier: Classifier):
+    def __init__(self, config: Config, classifier: Classifier, health: HealthBoard | None = None):
         check_selectors(config)
         self.config = config
         self.classifier = classifier
         self.routes = EmbeddingRoutes(config.routes)
         self.categories = CustomCategories(config.categories)
+        self.health = health  # the gateway's live backend health (kept across reloads), None offline
         self.sessions = SessionStore(config.routing.sessions.max_sessions)
         self._started = False
 
@@ -91,6 +93,9 @@ class Router:
             strong_threshold=self.strong_threshold(),
             previous_backend=self.sessions.get(session_id),
             split_draw=session_draw(session_id, "split") if session_id else random.random(),
+            health=self.health.penalties([b.name for b in self.config.backends], self.config.routing.health)
+            if self.health else {},
+            health_draw=random.random(),
         )
         return decide(signals, features, self.config, context)
 

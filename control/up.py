@@ -22,7 +22,7 @@ def run_up(args) -> int:
         log.info("no model repository at %s yet: exporting it (one time)", repository)
         from export.repository import build_repository
         build_repository(None, repository)
-    from control.app import serve_forever
+    from control.serving.workers import serve_forever
     from control.tritonserver import TritonServer, check_ports_free
 
     check_ports_free(args.host, {"gateway": args.port})  # Triton checks its own ports as it starts

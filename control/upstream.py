@@ -1,5 +1,8 @@
 """Upstream: the only module that talks to LLM backends. One pooled aiohttp session.
 
+What a backend is sent is built here too (`body_for`): the client's body with the backend's
+own model id and reasoning switch, the same for the first candidate and for any failover.
+
 A backend's own 4xx answers reach the client unchanged (they are already OpenAI-shaped);
 transport failures and 5xx become 502, timeouts 504, all in OpenAI's error shape.
 Answers are read with a bound (`max_response_bytes`, counted after decompression, which
@@ -137,8 +140,15 @@ def too_large(backend: Backend) -> APIError:
                     code="upstream_response_too_large")
 
 
+def body_for(backend: Backend, body: dict, reasoning: bool | str | None) -> dict:
+    """The body `backend` is sent for the client's `body` (left as it is: every candidate
+    starts from it): the backend's model id and the decision's reasoning setting."""
+    return apply_reasoning({**body, "model": backend.model}, backend.reasoning_family, reasoning)
+
+
 def apply_reasoning(body: dict, family: str | None, setting: bool | str | None) -> dict:
-    """Set the backend's reasoning switch in the upstream body (no-op when either is unset)."""
+    """Set the backend's reasoning switch in the upstream body (no-op when either is unset):
+    each family has its own wire field for it."""
     if family is None or setting is None:
         return body
     on = setting is not False

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+import time
 
 import openai
 import pytest
@@ -17,7 +18,8 @@ from tests.gateway_proc import SEMROUTE, GatewayProcess
 from tests.stub_upstream import Fault, StubUpstream, free_port
 
 KEYS = {"team-a": "sk-team-a-0123456789", "team-b": "sk-team-b-from-the-environment", "ops": "sk-ops-0123456789",
-        "slowpoke": "sk-slowpoke-0123456789", "frugal": "sk-frugal-0123456789"}
+        "slowpoke": "sk-slowpoke-0123456789", "frugal": "sk-frugal-0123456789",
+        "leaver": "sk-leaver-0123456789"}
 UPSTREAM_KEY = "sk-upstream-never-to-be-seen-42"
 PII_MARKER = "jane.doe.4711@example.com"
 
@@ -50,6 +52,7 @@ def secured(stubs, tmp_path_factory):
         {"name": "ops", "sha256": sha256(KEYS["ops"])},
         {"name": "slowpoke", "sha256": sha256(KEYS["slowpoke"]), "requests_per_minute": 2},
         {"name": "frugal", "sha256": sha256(KEYS["frugal"]), "tokens_per_minute": 100},
+        {"name": "leaver", "sha256": sha256(KEYS["leaver"]), "tokens_per_minute": 120},
     ]}}
     env = {"SEMROUTE_TEST_KEY_B": KEYS["team-b"], "SEMROUTE_TEST_UPSTREAM_KEY": UPSTREAM_KEY}
     proc = GatewayProcess(config, f"127.0.0.1:{free_port()}", tmp_path_factory.mktemp("secured"), env=env).start()
@@ -144,6 +147,29 @@ def test_token_rate_limit(secured):
         ask(frugal, "cheap", "x" * 400)  # 91 left < ~100 asked
     assert info.value.code == "rate_limit_exceeded" and info.value.body["type"] == "tokens"
     assert int(info.value.response.headers["Retry-After"]) >= 1
+
+
+def test_a_client_that_leaves_mid_stream_is_billed_for_what_was_produced(secured, stubs):
+    """The stream stalls after two pieces and the client hangs up: the key is still charged
+    (the prompt's estimate and the pieces streamed), so a second prompt that size must wait."""
+    prompt, cheap = "x" * 400, stubs["cheap"]  # ~100 tokens estimated; the bucket holds 120
+    cheap.inject(Fault("stall", after=2, delay_s=15.0))
+    before = len(cheap.disconnects)
+    with pytest.raises((requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError)):
+        with requests.post(f"{secured.url}/v1/chat/completions", stream=True, timeout=2,
+                           headers={"Authorization": f"Bearer {KEYS['leaver']}"},
+                           json={"model": "cheap", "stream": True, "messages": [{"role": "user", "content": prompt}]}) as resp:
+            assert resp.status_code == 200
+            for _ in resp.iter_lines():  # two pieces, then silence until the read timeout
+                pass
+    deadline = time.monotonic() + 5
+    while len(cheap.disconnects) == before and time.monotonic() < deadline:  # the gateway let go upstream
+        time.sleep(0.05)
+    assert len(cheap.disconnects) > before
+    time.sleep(0.2)
+    with pytest.raises(openai.RateLimitError) as info:
+        ask(client(secured, KEYS["leaver"]), "cheap", prompt)
+    assert info.value.body["type"] == "tokens"
 
 
 def test_auth_is_on_by_default_beyond_loopback(stubs, tmp_path):

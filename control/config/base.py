@@ -32,6 +32,13 @@ DomainLabel = Annotated[str, DOMAIN]
 AnyLabel = Annotated[str, LABEL]
 
 
+def repeated(names: list[str], what: str) -> None:
+    """Refuse names given twice (ValueError naming them)."""
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"{what} names must be unique; repeated: {', '.join(dupes)}")
+
+
 def named(model: BaseModel, marker: Marker, where: str = "") -> list[tuple[str, str]]:
     """(where, value) for every string marked `marker` in `model`, e.g. ("routing.tasks.coding", "coder")."""
     found = []

@@ -13,7 +13,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from control.config.access import Auth, MetricsAccess
 from control.config.backends import Backend
-from control.config.base import BACKEND, DOMAIN, LABEL, TASK, Strict, named
+from control.config.base import BACKEND, DOMAIN, LABEL, TASK, Strict, named, repeated
 from control.config.limits import Limits
 from control.config.resilience import Resilience
 from control.config.routing import CacheConfig, CustomCategory, EmbeddingRoute, Routing
@@ -38,9 +38,7 @@ class Config(Strict):
     @model_validator(mode="after")
     def _references_exist(self) -> "Config":
         names = [b.name for b in self.backends]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"backend names must be unique; repeated: {', '.join(dupes)}")
+        repeated(names, "backend")
         if "auto" in names:
             raise ValueError("'auto' is reserved for routing and cannot name a backend")
         for where, name in named(self, BACKEND):
@@ -67,15 +65,12 @@ class Config(Strict):
 
 
 def _check_names(section: str, names: list[str], key: str, rules) -> None:
-    """Unique names in a named section, and every rule's `when.<key>` among them."""
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise ValueError(f"{section} names must be unique; repeated: {', '.join(dupes)}")
+    """Unique names in a named section, and every rule's `when.<key>` (a name of one) among them."""
+    repeated(names, key)
     for rule in rules:
         for name in getattr(rule.when, key) or []:
             if name not in names:
-                raise ValueError(f"routing.rules.{rule.name}.when.{key}: '{name}' is not a configured "
-                                 f"{section[:-1] if section == 'routes' else 'category'}")
+                raise ValueError(f"routing.rules.{rule.name}.when.{key}: '{name}' is not a configured {key}")
 
 
 def load_config(path: str | Path) -> Config:

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from control.config.base import AnyLabel, BackendName, DomainLabel, Strict, TaskLabel
+from control.config.base import AnyLabel, BackendName, DomainLabel, Strict, TaskLabel, repeated
 from control.config.when import When
 
 
@@ -80,6 +80,28 @@ class Sessions(Strict):
     max_sessions: int = Field(10000, ge=1)
 
 
+class Health(Strict):
+    """Live health: a backend that slows down or fails loses traffic smoothly, before its circuit opens.
+
+    Its penalty in [0, max_penalty] is error_weight × its recent error rate plus how far its recent
+    time to first byte is from ttft_target_s toward ttft_limit_s; the decision moves it behind the
+    next candidate with that probability (a scoring selector subtracts it from its score).
+    """
+    enabled: bool = Field(False, description="let recent latency and errors move traffic")
+    half_life_s: float = Field(60.0, gt=0, description="how fast old observations fade")
+    ttft_target_s: float = Field(2.0, gt=0, description="time to first byte that costs nothing")
+    ttft_limit_s: float = Field(20.0, gt=0, description="time to first byte whose latency penalty is 1")
+    error_weight: float = Field(2.0, ge=0, description="penalty per unit error rate (errors and timeouts)")
+    max_penalty: float = Field(0.9, ge=0, le=1, description="the most traffic a sick backend loses: the rest shows "
+                                                             "when it recovers")
+
+    @model_validator(mode="after")
+    def _limit_beyond_target(self) -> "Health":
+        if self.ttft_limit_s <= self.ttft_target_s:
+            raise ValueError("ttft_limit_s must be greater than ttft_target_s")
+        return self
+
+
 class Routing(Strict):
     default: BackendName = Field(description="backend used when no rule applies or confidence is low (the cheap tier)")
     min_confidence: float = Field(0.5, ge=0, le=1, description="task/domain conditions need at least this probability")
@@ -92,16 +114,14 @@ class Routing(Strict):
     expected_output_tokens: int = Field(256, ge=0, description="for cost estimates when the client sets no max_tokens")
     safety: Safety = Safety()
     sessions: Sessions = Sessions()
+    health: Health = Health()
     selectors: list[str] | None = Field(
         None, description="the order in which selectors propose backends, first match wins (default: rules, tasks, "
                           "domains, model_scores, strong); routing.default answers when none does")
 
     @model_validator(mode="after")
     def _unique_rule_names(self) -> "Routing":
-        names = [r.name for r in self.rules]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"rule names must be unique; repeated: {', '.join(dupes)}")
+        repeated([r.name for r in self.rules], "rule")
         return self
 
 

@@ -8,7 +8,9 @@ Order:
                  another (a proposal at ≥ sessions.switch_confidence)
   4. PII         backends whose `pii` policy refuses the prompt's PII types drop out (the
                  reason names them); none left → Blocked
-  5. cost        estimated cost of every candidate; saving against the dearest backend not dropped
+  5. health      a first candidate with a live-health penalty p yields to the next one with
+                 probability p (routing.health): a slowing backend loses traffic smoothly
+  6. cost        estimated cost of every candidate; saving against the dearest backend not dropped
 Without signals (the classifier unavailable: a degraded decision) safety and the selectors that
 need signals are skipped, and only backends that accept any PII (`pii: allow`) stay: privacy
 fails closed, availability degrades. The gateway narrows the decision further (capabilities,
@@ -33,16 +35,18 @@ def decide(signals, request: RequestFeatures, config: Config, context: PolicyCon
     untrusted = check_safety(signals, config.routing.safety) if signals is not None else None
     proposal = _stick(_propose(ask), config, context)
     if signals is None:
-        return _narrow_to(_decision(proposal, ask), config, _refuses_unchecked_pii,
-                          "no candidate backend may receive unchecked PII")
+        return _yield_if_sick(_narrow_to(_decision(proposal, ask), config, _refuses_unchecked_pii,
+                                         "no candidate backend may receive unchecked PII"), config, context)
     untrusted = untrusted or _pii_would_act_untrusted(signals, proposal, config)
     if untrusted is not None:
         route = config.routing.safety.route
         proposal = Proposal([route], "unreliable", f"{untrusted}: routing.safety.unreliable routes to '{route}'", 0.0)
     pii_types = {s.type for s in acting_pii(signals, config.routing.safety)}
-    return _narrow_to(_decision(proposal, ask), config, lambda b: None if b.allows_pii(pii_types) else
-                      pii_refusal(b, pii_types),
-                      f"the prompt contains {sorted(pii_types)}, which no candidate backend may receive", "pii_not_allowed")
+    decision = _narrow_to(_decision(proposal, ask), config, lambda b: None if b.allows_pii(pii_types) else
+                          pii_refusal(b, pii_types),
+                          f"the prompt contains {sorted(pii_types)}, which no candidate backend may receive",
+                          "pii_not_allowed")
+    return _yield_if_sick(decision, config, context)
 
 
 def passthrough(config: Config, name: str) -> Decision:
@@ -113,6 +117,25 @@ def _decision(proposal: Proposal, ask: Ask) -> Decision:
         reasoning=rule.reasoning if rule else None, cache=cache and _cacheable(ask.signals, config),
         confidence=round(proposal.confidence, 6), details=proposal.details,
     ), config)
+
+
+def _yield_if_sick(decision: Decision, config: Config, context: PolicyContext) -> Decision:
+    """The first candidate moves behind the healthiest other one with probability its penalty."""
+    sick, others = context.health.get(decision.backend), decision.candidates[1:]
+    if sick is None or not others or context.health_draw >= sick.value:
+        return decision
+
+    def penalty(backend: str) -> float:
+        return context.health[backend].value if backend in context.health else 0.0
+
+    instead = min(others, key=penalty)
+    if penalty(instead) >= sick.value:
+        return decision
+    order = (instead, decision.backend, *[b for b in others if b != instead])
+    costs = tuple(sorted(decision.costs, key=lambda c: order.index(c.backend)))
+    return with_saving(replace(decision, backend=instead, model=config.backend(instead).model, candidates=order,
+                               costs=costs, reason=f"{decision.reason}; {decision.backend} yields to {instead}: health "
+                                                   f"penalty {sick.value:.2f} ({sick.why})"), config)
 
 
 def _cacheable(signals, config: Config) -> bool:

@@ -1,6 +1,8 @@
 """The built-in selectors, in their default order: rules, tasks, domains, model_scores, strong."""
 from __future__ import annotations
 
+from typing import ClassVar
+
 from control.config.routing import Rule
 from control.decision.selector import Ask, Selector, register
 from control.decision.values import Proposal
@@ -24,30 +26,30 @@ class Rules(Selector):
         return None
 
 
+class _Shorthand(Selector):
+    """label → backend: the top label's preferred backend, when the label is probable enough."""
+    top: ClassVar[str]   # the Signals property read
+    kind: ClassVar[str]  # how the rule and reason name it
+
+    def select(self, ask: Ask) -> Proposal | None:
+        label, p = getattr(ask.signals, self.top)
+        preferred = getattr(ask.config.routing, self.key)
+        if label in preferred and p >= ask.config.routing.min_confidence:
+            return Proposal([preferred[label]], f"{self.kind}:{label}",
+                            f"{self.kind} '{label}' (p={p:.2f}) has a preferred backend", p)
+        return None
+
+
 @register
-class Tasks(Selector):
+class Tasks(_Shorthand):
     """`routing.tasks`: the top task label's preferred backend."""
-    key = "tasks"
-
-    def select(self, ask: Ask) -> Proposal | None:
-        task, p = ask.signals.top_task
-        if task in ask.config.routing.tasks and p >= ask.config.routing.min_confidence:
-            return Proposal([ask.config.routing.tasks[task]], f"task:{task}",
-                            f"task '{task}' (p={p:.2f}) has a preferred backend", p)
-        return None
+    key, top, kind = "tasks", "top_task", "task"
 
 
 @register
-class Domains(Selector):
+class Domains(_Shorthand):
     """`routing.domains`: the top domain label's preferred backend."""
-    key = "domains"
-
-    def select(self, ask: Ask) -> Proposal | None:
-        domain, p = ask.signals.top_domain
-        if domain in ask.config.routing.domains and p >= ask.config.routing.min_confidence:
-            return Proposal([ask.config.routing.domains[domain]], f"domain:{domain}",
-                            f"domain '{domain}' (p={p:.2f}) has a preferred backend", p)
-        return None
+    key, top, kind = "domains", "top_domain", "domain"
 
 
 @register
