@@ -80,12 +80,16 @@ class Authenticator:
         return authenticate
 
     def admit(self, request: web.Request) -> Lease:
-        """The request's lease, before its body is read: its key (none for probes or with auth
-        off), which must be valid, within its request rate and not in token debt."""
+        return self.lease_for(request.path, request.headers.get("Authorization", ""))
+
+    def lease_for(self, path: str, authorization: str) -> Lease:
+        """A request's lease, before its body is read (any data plane: only its path and
+        Authorization header count): its key (none for probes or with auth off), which must be
+        valid, within its request rate and not in token debt."""
         auth = self.auth_of()
-        if request.path in OPEN_PATHS or not auth.enabled(self.host):
+        if path in OPEN_PATHS or not auth.enabled(self.host):
             return Lease()
-        key = self.identify(request, auth)
+        key = self.identify(authorization, auth)
         requests = self.bucket(key, "requests")
         if requests is not None:
             check_room(requests, key, "requests", 1)
@@ -96,20 +100,21 @@ class Authenticator:
 
     def check_metrics(self, request: web.Request, auth: Auth, access: MetricsAccess) -> None:
         """A scrape is not rate-limited; it only has to present the right key, if any."""
+        authorization = request.headers.get("Authorization", "")
         if access.auth == "api" and auth.enabled(self.host):
-            self.identify(request, auth)
-        elif access.auth == "key" and not access.admits(self.presented(request)):
+            self.identify(authorization, auth)
+        elif access.auth == "key" and not access.admits(self.presented(authorization)):
             metrics.AUTH_REJECTIONS.labels(reason="invalid_metrics_key").inc()
             raise APIError(401, "GET /metrics needs the metrics key: send 'Authorization: Bearer <key>'",
                            code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
 
     @staticmethod
-    def presented(request: web.Request) -> str:
-        scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+    def presented(authorization: str) -> str:
+        scheme, _, presented = authorization.partition(" ")
         return presented.strip() if scheme.lower() == "bearer" else ""
 
-    def identify(self, request: web.Request, auth: Auth) -> ApiKey:
-        presented = self.presented(request)
+    def identify(self, authorization: str, auth: Auth) -> ApiKey:
+        presented = self.presented(authorization)
         if not presented:
             metrics.AUTH_REJECTIONS.labels(reason="missing_key").inc()
             raise APIError(401, "no API key: send 'Authorization: Bearer <key>'", code="invalid_api_key",

@@ -2,6 +2,7 @@
 processor (`semroute envoy`), the real Triton, stub LLMs, the official openai client."""
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 from pathlib import Path
@@ -258,3 +259,65 @@ def test_stats_port_serves_prometheus_stats_and_nothing_else_of_the_admin(stubs,
         assert requests.post(f"http://127.0.0.1:{stats_port}/quitquitquit", timeout=5).status_code == 404
     finally:
         assert proc.stop() == 0
+
+
+# ---- the gateway's pipeline through Envoy: auth leases, the cache, usage and cost ----------
+
+ENVOY_KEY = "sk-envoy-team-0123456789"
+UPSTREAM_SECRET = "sk-upstream-behind-envoy-42"
+
+
+@pytest.fixture(scope="module")
+def secured(stubs, triton, tmp_path_factory):
+    config = gateway_config(stubs)
+    config["backends"].append({"name": "keyed", "url": stubs["strong"].url, "model": "keyed-id",
+                               "api_key_env": "SEMROUTE_TEST_ENVOY_UPSTREAM_KEY"})
+    config["auth"] = {"mode": "on", "keys": [{"name": "team", "sha256": hashlib.sha256(ENVOY_KEY.encode()).hexdigest(),
+                                              "backends": ["cheap", "keyed"]}]}
+    config["cache"] = {"enabled": True}
+    proc = EnvoyProcess(config, triton.grpc_url, tmp_path_factory.mktemp("envoy-secured"),
+                        env={"SEMROUTE_TEST_ENVOY_UPSTREAM_KEY": UPSTREAM_SECRET}).start()
+    yield proc
+    assert proc.stop() == 0
+
+
+def test_auth_through_envoy_keys_leases_and_the_backends_own_key(secured, stubs):
+    anonymous = openai.OpenAI(base_url=f"{secured.url}/v1", api_key="sk-wrong", max_retries=0)
+    with pytest.raises(openai.AuthenticationError) as info:
+        anonymous.chat.completions.create(model="cheap", messages=[{"role": "user", "content": "hi"}])
+    assert info.value.code == "invalid_api_key"
+    team = openai.OpenAI(base_url=f"{secured.url}/v1", api_key=ENVOY_KEY, max_retries=0)
+    with pytest.raises(openai.PermissionDeniedError) as info:  # the key's lease allows cheap and keyed only
+        team.chat.completions.create(model="coder", messages=[{"role": "user", "content": "hi"}])
+    assert info.value.code == "model_not_allowed"
+    assert team.chat.completions.create(model="keyed", messages=[{"role": "user", "content": "hi"}]).choices
+    _, headers, body = stubs["strong"].requests[-1]
+    assert body["model"] == "keyed-id" and headers["Authorization"] == f"Bearer {UPSTREAM_SECRET}"  # never the client's
+    listed = requests.get(f"{secured.url}/v1/models", headers={"Authorization": f"Bearer {ENVOY_KEY}"}, timeout=10)
+    assert listed.status_code == 200, listed.text
+    assert [m["id"] for m in listed.json()["data"]] == ["auto", "cheap", "keyed"]
+
+
+def test_cache_hit_through_envoy_is_answered_by_the_processor(secured, stubs):
+    team = openai.OpenAI(base_url=f"{secured.url}/v1", api_key=ENVOY_KEY, max_retries=0)
+    question = [{"role": "user", "content": "What is the capital of France? Answer in one word."}]
+    first = team.chat.completions.with_raw_response.create(model="auto", messages=question)
+    assert first.headers["x-semroute-cache"] == "miss"
+    before = len(stubs["cheap"].requests)
+    second = team.chat.completions.with_raw_response.create(model="auto", messages=question)
+    assert second.headers["x-semroute-cache"] == "exact" and len(stubs["cheap"].requests) == before
+    assert second.parse().choices[0].message.content == first.parse().choices[0].message.content
+
+
+def test_usage_and_cost_are_counted_from_the_answer_passing_through(secured):
+    team = openai.OpenAI(base_url=f"{secured.url}/v1", api_key=ENVOY_KEY, max_retries=0)
+
+    def tokens() -> float:
+        text = requests.get(f"http://127.0.0.1:{secured.metrics_port}/metrics", timeout=5).text
+        line = next((l for l in text.splitlines()
+                     if l.startswith('semroute_tokens_total{backend="cheap",direction="output"}')), "x 0")
+        return float(line.split()[-1])
+
+    before = tokens()
+    team.chat.completions.create(model="cheap", messages=[{"role": "user", "content": "hi"}])
+    assert tokens() == before + 4  # the stub's usage: 4 completion tokens

@@ -131,7 +131,7 @@ def local_replies() -> dict:
     return {"mappers": [{
         "filter": {"extension_filter": {"name": "envoy.access_loggers.extension_filters.cel", "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter",
-            "expression": f"!({ours}) && ({condition})"}}},
+            "expression": f"response.code >= 400 && !({ours}) && ({condition})"}}},
         "body_format_override": {"content_type": "application/json", "json_format": {"error": {
             "message": message, "type": kind, "param": None, "code": code}}},
     } for condition, message, kind, code in _LOCAL_REPLIES]}

@@ -15,7 +15,6 @@ Envoy opens one `Process` stream per HTTP request on two filters:
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
@@ -27,16 +26,17 @@ from opentelemetry.trace import SpanKind
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ext
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ext_grpc
 
-from control import metrics
-from control.app import decision_attributes
 from control.config import Backend
 from control.envoy import wire
-from control.envoy.bootstrap import ATTEMPT_HEADER, ATTEMPT_METADATA
-from control.envoy.decider import Decided, Decider
+from control.envoy.bootstrap import ATTEMPT_HEADER, ATTEMPT_METADATA, ROUTE_HEADER, route_value
+from control.envoy.decider import Decider
 from control.envoy.usage import UsageReader
 from control.protocol import APIError
+from control.redact import redact
+from control.serving.chat import ChatCall
+from control.serving.explain import decision_attributes
 from control.telemetry import TRACER
-from control.upstream import apply_reasoning
+from control.upstream import body_for
 
 log = logging.getLogger("semroute.envoy")
 CHAT_PATH = "/v1/chat/completions"
@@ -70,10 +70,9 @@ class DecisionStream:
         self.decider = decider
         self.trace_context = trace_context
         self.headers: dict[str, str] = {}
-        self.decided: Decided | None = None
+        self.call: ChatCall | None = None
         self.status, self.answered_by = "0", ""
         self.usage = UsageReader()
-        self.start = time.perf_counter()
 
     async def handle(self, request: ext.ProcessingRequest) -> ext.ProcessingResponse | None:
         phase = request.WhichOneof("request")
@@ -116,7 +115,11 @@ class DecisionStream:
             return wire.json_response(503 if problem else 200, {"status": "degraded" if problem else "ready",
                                                                  "degraded": problem})
         if method == "GET" and path == "/v1/models":
-            return wire.json_response(200, self.decider.models())
+            try:
+                lease = self.decider.context(self.headers).lease
+            except APIError as err:
+                return wire.error_response(err)
+            return wire.json_response(200, self.decider.models(lease.allows))
         if path == CHAT_PATH:
             return wire.error_response(APIError(400, "request body is empty; send a JSON object",
                                                 code="invalid_json"))
@@ -129,40 +132,41 @@ class DecisionStream:
         try:
             with TRACER.start_as_current_span("ext_proc decide", context=self.trace_context,
                                               kind=SpanKind.SERVER) as span:
-                self.decided = await self.decider.decide(body, self.headers)
-                span.set_attributes(decision_attributes(self.decided.routed))
+                self.call, cached = await self.decider.decide(body, self.headers)
+                span.set_attributes(decision_attributes(self.call.routed))
         except APIError as err:
-            metrics.REQUESTS.labels(backend="none", category="none", task="none", rule="none",
-                                    status=str(err.status)).inc()
+            self.decider.refused(err.status)
+            err.message = redact(err.message)
             return wire.error_response(err, {"x-request-id": self.headers.get("x-request-id", "")})
-        if self.decided.cached is not None:
-            return wire.immediate(200, self.decided.cached.body,
-                                  {"content-type": self.decided.cached.content_type, **self.decided.headers})
-        route = {"x-semroute-route": self.decided.route}
-        candidates = self.decided.routed.decision.candidates
-        if len(candidates) == 1:  # one backend: rewritten here, its cluster runs no per-attempt processor
-            return rewritten_for(self.decider.config.backend(candidates[0]), self.decided.body, self.headers,
-                                 self.decided.reasoning, extra=route)
-        if self.decided.reasoning is not None:
-            route[REASONING_HEADER] = orjson.dumps(self.decided.reasoning).decode()
+        call = self.call
+        if cached is not None:
+            self.decider.finished(call, 200, cached.backend)
+            return wire.immediate(200, cached.body, {"content-type": cached.content_type, **call.headers},
+                                  details="semroute_cache_hit")
+        route = {ROUTE_HEADER: route_value(call.candidates)}
+        reasoning = call.routed.decision.reasoning
+        if len(call.candidates) == 1:  # one backend: rewritten here, its cluster runs no per-attempt processor
+            return rewritten_for(self.decider.config.backend(call.candidates[0]), call.body, self.headers, reasoning,
+                                 extra=route)
+        if reasoning is not None:
+            route[REASONING_HEADER] = orjson.dumps(reasoning).decode()
         return wire.continue_request_body(set_headers=route, clear_route_cache=True)
 
     def _answer_headers(self, headers: dict[str, str]) -> ext.ProcessingResponse:
         self.status = headers.get(":status", "0")
         self.answered_by = headers.get("x-semroute-model", "")
         self.usage.content_type = headers.get("content-type", "")
-        if self.decided is None:
+        if self.call is None:
             return wire.continue_response_headers()
-        out = {**self.decided.headers, "x-semroute-model": self.answered_by or self.decided.headers["x-semroute-model"]}
-        if self.answered_by and self.answered_by != self.decided.routed.decision.backend:
-            out["x-semroute-fallback-from"] = self.decided.routed.decision.backend
+        first = self.call.candidates[0]
+        out = {**self.call.headers, "x-semroute-model": self.answered_by or first}
+        if self.answered_by and self.answered_by != first:
+            out["x-semroute-fallback-from"] = first
         return wire.continue_response_headers(set_headers=out)
 
     def _settle(self) -> None:
-        if self.decided is None:
-            return
-        self.decider.settle(self.decided, self.answered_by or self.decided.routed.decision.backend,
-                            self.status, self.usage)
+        if self.call is not None:
+            self.decider.settle(self.call, self.answered_by or self.call.candidates[0], int(self.status), self.usage)
 
 
 class AttemptStream:
@@ -194,10 +198,9 @@ class AttemptStream:
 
 def rewritten_for(backend: Backend, body: dict, headers: dict[str, str], reasoning: bool | str | None,
                   extra: dict[str, str] | None = None) -> ext.ProcessingResponse:
-    """The request as `backend` takes it: its base path, model, reasoning switch and key; none of
-    the headers only semroute reads."""
-    body["model"] = backend.model
-    apply_reasoning(body, backend.reasoning_family, reasoning)
+    """The request as `backend` takes it: its base path, the pipeline's body for it (model,
+    reasoning switch), its key; none of the headers only semroute reads."""
+    body = body_for(backend, body, reasoning)
     suffix = headers.get(":path", CHAT_PATH).removeprefix("/v1")
     set_headers = {":path": f"{urlsplit(backend.base_url).path.rstrip('/')}{suffix}", **(extra or {})}
     key = backend.api_key()

@@ -17,7 +17,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ext_grpc
 from prometheus_client import start_http_server
 
 from control import telemetry
-from control.config import Config, load_config
+from control.config import Config, ConfigError, load_config
 from control.envoy.bootstrap import EnvoyPorts, render
 from control.envoy.decider import Decider
 from control.envoy.processor import Processor
@@ -53,6 +53,9 @@ def run_envoy(args) -> int:
         print(render(config, ports), end="")
         return 0
     telemetry.setup_logging()
+    problem = config.auth.problem(args.host)  # as the gateway refuses it: auth without keys
+    if problem:
+        raise ConfigError(problem)
     processor_only = getattr(args, "processor_only", False)
     envoy_ports = {"gateway": args.port, **({"envoy stats": ports.stats_port} if ports.stats_port else {})}
     check_ports_free(args.host, {"processor metrics": args.processor_metrics_port,
@@ -89,7 +92,8 @@ async def serve(config: Config, triton_url: str, ports: EnvoyPorts, metrics_port
     """The processor (gRPC) and Envoy, until Envoy exits or the task is cancelled; with
     processor_only, the processor alone on the listen address (Envoy runs elsewhere)."""
     telemetry.setup_tracing("semroute-processor")
-    server, decider = await start_processor(config, triton_url, ports.processor_host, ports.processor_port)
+    server, decider = await start_processor(config, triton_url, ports.processor_host, ports.processor_port,
+                                            ports.listen_host)
     start_http_server(metrics_port, addr=ports.listen_host)  # the processor's semroute_* metrics
     if processor_only:
         log.info("processor on %s:%d (gRPC ext_proc); metrics http://%s:%d/metrics", ports.processor_host,
@@ -115,10 +119,12 @@ async def serve(config: Config, triton_url: str, ports: EnvoyPorts, metrics_port
             await decider.classifier.close()
 
 
-async def start_processor(config: Config, triton_url: str, host: str, port: int) -> tuple[grpc.aio.Server, Decider]:
+async def start_processor(config: Config, triton_url: str, host: str, port: int,
+                          listen_host: str = "127.0.0.1") -> tuple[grpc.aio.Server, Decider]:
+    """`listen_host`: where clients reach Envoy (auth.mode auto turns auth on beyond loopback)."""
     from control.batching import BatchingClassifier
 
-    decider = Decider(config, BatchingClassifier(Classifier(triton_url)))
+    decider = Decider(config, BatchingClassifier(Classifier(triton_url)), host=listen_host)
     try:
         await decider.start()
     except (ConnectionError, OSError) as exc:

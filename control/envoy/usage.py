@@ -1,7 +1,6 @@
-"""The answer's usage, read from its body as the chunks pass through Envoy (never held back)."""
+"""The answer as it passes through Envoy (never held back): what the pipeline's settle reads
+its usage from (a JSON answer kept whole, bounded; a stream's tail and event count)."""
 from __future__ import annotations
-
-from control.relay import usage_of, usage_of_stream
 
 RECORD_LIMIT = 4 * 2**20  # a JSON answer is kept up to this for its usage and the cache
 
@@ -35,12 +34,6 @@ class UsageReader:
     def body(self) -> bytes | None:
         """The whole answer as received, or None when it was too large to keep."""
         return b"".join(self.chunks) if self.chunks is not None else None
-
-    def usage(self) -> dict | None:
-        if self.streamed:
-            return usage_of_stream(self.tail)
-        whole = self.body()
-        return usage_of(whole) if whole is not None else None
 
     def complete(self) -> bool:
         """A stream that ended with [DONE] and no error event; a JSON answer kept whole."""

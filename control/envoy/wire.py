@@ -48,8 +48,10 @@ def continue_response_body(body: bytes | None = None) -> ext.ProcessingResponse:
     return ext.ProcessingResponse(response_body=ext.BodyResponse(response=common(body=body)))
 
 
-def immediate(status: int, body: bytes, headers: dict[str, str] | None = None, details: str = "") -> ext.ProcessingResponse:
-    """An answer from the processor itself: the request goes to no backend."""
+def immediate(status: int, body: bytes, headers: dict[str, str] | None = None,
+              details: str = "semroute_answer") -> ext.ProcessingResponse:
+    """An answer from the processor itself: the request goes to no backend. `details` starts
+    with "semroute_": Envoy's local-reply mappers leave such answers as they are."""
     return ext.ProcessingResponse(immediate_response=ext.ImmediateResponse(
         status=http_status_pb2.HttpStatus(code=status), body=body, headers=mutation(headers), details=details))
 
