@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import openai
@@ -13,8 +15,9 @@ import requests
 import yaml
 
 from control.config import Config
-from control.envoy.bootstrap import EnvoyPorts, bootstrap, render
+from control.envoy.bootstrap import EnvoyPorts, bootstrap
 from control.envoy.run import envoy_binary, start_envoy, stop_process
+from control.tritonserver import _die_with_parent, port_in_use
 from tests.conftest import free_ports, gateway_config
 from tests.envoy_proc import EnvoyProcess
 from tests.gateway_proc import SEMROUTE
@@ -321,3 +324,37 @@ def test_usage_and_cost_are_counted_from_the_answer_passing_through(secured):
     before = tokens()
     team.chat.completions.create(model="cheap", messages=[{"role": "user", "content": "hi"}])
     assert tokens() == before + 4  # the stub's usage: 4 completion tokens
+
+
+def test_up_with_the_envoy_data_plane_serves_auto_and_stops_on_ctrl_c(stubs, model_repository, tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(gateway_config(stubs)))
+    port, *others = free_ports(7)
+    flags = ("--http-port", "--grpc-port", "--metrics-port", "--admin-port", "--processor-port",
+             "--processor-metrics-port")
+    cmd = [SEMROUTE, "up", "--data-plane", "envoy", "--config", str(config), "--port", str(port),
+           "--model-repository", str(model_repository)]
+    for flag, value in zip(flags, others):
+        cmd += [flag, str(value)]
+    log = open(tmp_path / "up.log", "w")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.5)
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0)
+        raw = client.chat.completions.with_raw_response.create(
+            model="auto", messages=[{"role": "user", "content": "Write a Python function that reverses a string."}])
+        assert raw.parse().choices[0].message.content.startswith("answer from")
+        assert "x-semroute-degraded" not in raw.headers
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(60)
+        log.close()
+    assert code == 0, (tmp_path / "up.log").read_text()[-3000:]
+    assert all(port_in_use("127.0.0.1", p) is None for p in (port, *others))  # Envoy, processor, Triton all gone
