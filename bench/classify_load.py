@@ -55,8 +55,8 @@ async def triton_classify_load(triton_url: str, prompts: list[str], *, concurren
 async def route_match_load(triton_url: str, prompts: list[str], *, concurrency: int, total: int,
                            seconds: float, cpu_pids: list[int] | None = None) -> LoadResult:
     """Query → embedding (Triton, micro-batched) → best route by cosine similarity, as the gateway does."""
-    from control.routes import EmbeddingRoutes
     from control.config.routing import EmbeddingRoute
+    from control.embedding_routes import EmbeddingRoutes
 
     inner = Classifier(triton_url)
     await inner.start()

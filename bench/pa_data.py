@@ -13,6 +13,7 @@ import numpy as np
 
 from bench.common import RESULTS_DIR, real_prompts
 from bench.triton_sweep import first_chunks
+from modelspec.interface import ATTENTION_MASK, INPUT_IDS
 
 
 def entries(count: int, seq_len: int | None) -> list[dict]:
@@ -23,8 +24,8 @@ def entries(count: int, seq_len: int | None) -> list[dict]:
     for r in rows:
         ids = [int(x) for x in r]
         mask = [1 if x else 0 for x in ids]
-        out.append({"input_ids": {"content": ids, "shape": [len(ids)]},
-                    "attention_mask": {"content": mask, "shape": [len(mask)]}})
+        out.append({INPUT_IDS: {"content": ids, "shape": [len(ids)]},
+                    ATTENTION_MASK: {"content": mask, "shape": [len(mask)]}})
     return out
 
 

@@ -5,9 +5,10 @@
 from __future__ import annotations
 
 from bench.common import real_prompts
-from control.signals import LENGTH_BUCKETS, Classifier
+from control.signals import Classifier
+from modelspec.buckets import LENGTH_BUCKETS
 
-CANDIDATES = {"powers of two": (16, 32, 64, 128, 256), "shipped (control/signals.py)": LENGTH_BUCKETS,
+CANDIDATES = {"powers of two": (16, 32, 64, 128, 256), "shipped (modelspec/buckets.py)": LENGTH_BUCKETS,
               "multiples of 8": tuple(range(8, 257, 8))}
 
 

@@ -96,7 +96,7 @@ def p2_p3(triton, prompts: list[str], logs: Path, a) -> tuple[dict, dict]:
 
 
 def p4(triton, prompts: list[str], logs: Path, a) -> dict:
-    from export.base_model import base_model_dir
+    from modelspec.base_model import base_model_dir
 
     ours = asyncio.run(route_match_load(triton.grpc_url, prompts, concurrency=64, total=a.total, seconds=a.seconds,
                                         cpu_pids=[os.getpid(), triton.process.pid])).row()

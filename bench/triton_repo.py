@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.common import REPO, free_port
-from export import labels
+from modelspec import interface
 
 SOURCE = REPO / "model_repository"
 
@@ -29,8 +29,8 @@ class Scheduling:
 
     @classmethod
     def shipped(cls) -> "Scheduling":
-        """What `semroute export` writes (export/repository.py), whatever an older config says."""
-        from export import repository as r
+        """What `semroute export` writes (export/triton_config.py), whatever an older config says."""
+        from export import triton_config as r
 
         return cls(delay_us=r.DEFAULT_QUEUE_DELAY_US, instances=r.DEFAULT_INSTANCE_COUNT,
                    intra_op_threads=r.DEFAULT_INTRA_OP_THREADS, spinning=r.DEFAULT_INTRA_OP_SPINNING == "1")
@@ -50,7 +50,7 @@ def ensure_exported() -> Path:
 
     if not is_up_to_date(SOURCE):
         build_repository(None, SOURCE)
-    return SOURCE / labels.MODEL_NAME
+    return SOURCE / interface.MODEL_NAME
 
 
 def configure(text: str, s: Scheduling) -> str:
@@ -71,7 +71,7 @@ def configure(text: str, s: Scheduling) -> str:
 def private_repository(dest: Path, scheduling: Scheduling | None = None) -> Path:
     scheduling = scheduling or Scheduling.shipped()
     source = ensure_exported()
-    model = dest / labels.MODEL_NAME
+    model = dest / interface.MODEL_NAME
     if model.exists():
         shutil.rmtree(model)
     (model / "1").mkdir(parents=True)

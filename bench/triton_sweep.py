@@ -24,8 +24,9 @@ import tritonclient.grpc.aio as aio
 
 from bench.common import RESULTS_DIR, LoadResult, closed_loop, machine, real_prompts
 from bench.triton_repo import start_triton
-from control.signals import OUTPUTS, Classifier
-from export import labels
+from control.signals import Classifier
+from modelspec import interface
+from modelspec.interface import OUTPUT_NAMES
 
 
 def first_chunks(prompts: list[str]) -> list[np.ndarray]:
@@ -36,14 +37,14 @@ def first_chunks(prompts: list[str]) -> list[np.ndarray]:
 
 def triton_counts(url: str) -> tuple[int, int, int]:
     with grpcclient.InferenceServerClient(url) as client:
-        s = client.get_inference_statistics(model_name=labels.MODEL_NAME, as_json=True)["model_stats"][0]
+        s = client.get_inference_statistics(model_name=interface.MODEL_NAME, as_json=True)["model_stats"][0]
     return (int(s["inference_stats"]["success"].get("count", 0)), int(s.get("inference_count", 0)),
             int(s.get("execution_count", 0)))
 
 
 async def raw_load(url: str, rows: list[np.ndarray], concurrency: int, total: int, seconds: float, name: str,
                    on_start=None) -> LoadResult:
-    requested = [aio.InferRequestedOutput(n) for n in OUTPUTS]
+    requested = [aio.InferRequestedOutput(n) for n in OUTPUT_NAMES]
     async with aio.InferenceServerClient(url) as client:
         async def call(i: int) -> None:
             ids = rows[i % len(rows)]
@@ -51,7 +52,7 @@ async def raw_load(url: str, rows: list[np.ndarray], concurrency: int, total: in
                       aio.InferInput("attention_mask", list(ids.shape), "INT64")]
             inputs[0].set_data_from_numpy(ids)
             inputs[1].set_data_from_numpy(np.ones_like(ids))
-            await client.infer(labels.MODEL_NAME, inputs, outputs=requested)
+            await client.infer(interface.MODEL_NAME, inputs, outputs=requested)
 
         return await closed_loop(name, call, concurrency=concurrency, total=total, seconds=seconds, warmup=8,
                                  on_start=on_start)

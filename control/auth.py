@@ -5,8 +5,9 @@ variable that holds it (`key_env`). Clients send `Authorization: Bearer <key>`, 
 SDKs do. `auth.mode: auto` (the default) turns auth on when the gateway listens beyond
 loopback, so a gateway exposed by mistake lets no one in.
 
-Rate limits are token buckets per key and per process (with `--workers N` each worker has
-its own buckets). Requests are counted on arrival, where the request gets its `Lease`; through
+Rate limits are token buckets per key, in the state store (control/state/): per process with
+`state.backend: memory` (with `--workers N` each worker has its own), one for every replica
+with `redis`. Requests are counted on arrival, where the request gets its `Lease`; through
 the lease tokens are reserved against an estimate of the prompt and charged after the answer
 with the backend's usage (or an estimate), so a key may run into debt and then waits until the
 bucket refills.
@@ -14,8 +15,7 @@ bucket refills.
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -23,51 +23,21 @@ from aiohttp import web
 from control import metrics
 from control.config.access import ApiKey, Auth, MetricsAccess
 from control.protocol import APIError
+from control.state import BucketStore
+from control.state.interfaces import BucketCheck
+from control.state.memory import MemoryBuckets
 
 OPEN_PATHS = ("/healthz", "/readyz", "/openapi.json")  # probes carry no key
 METRICS_PATH = "/metrics"  # as the `metrics.auth` section says
-
-
-class Bucket:
-    """Token bucket refilled continuously at `per_minute`; its level may go below zero (debt)."""
-
-    def __init__(self, per_minute: int):
-        self.per_minute = per_minute
-        self.level = float(per_minute)
-        self.at = time.monotonic()
-
-    def _refill(self) -> None:
-        now = time.monotonic()
-        self.level = min(self.per_minute, self.level + (now - self.at) * self.per_minute / 60)
-        self.at = now
-
-    def wait_s(self, amount: float) -> float:
-        """Seconds until `amount` is available (capped at the capacity, so it is never forever)."""
-        self._refill()
-        missing = min(amount, self.per_minute) - self.level
-        return max(0.0, missing * 60 / self.per_minute)
-
-    def take(self, amount: float) -> None:
-        self._refill()
-        self.level -= amount
 
 
 class Authenticator:
     """Checks keys and request rates as requests arrive; the buckets outlive config reloads."""
 
     def __init__(self, auth_of: Callable[[], Auth], host: str,
-                 metrics_of: Callable[[], MetricsAccess] = MetricsAccess):
+                 metrics_of: Callable[[], MetricsAccess] = MetricsAccess, buckets: BucketStore | None = None):
         self.auth_of, self.host, self.metrics_of = auth_of, host, metrics_of
-        self.buckets: dict[tuple[str, str], Bucket] = {}
-
-    def bucket(self, key: ApiKey, kind: str) -> Bucket | None:
-        per_minute = key.requests_per_minute if kind == "requests" else key.tokens_per_minute
-        if per_minute is None:
-            return None
-        current = self.buckets.get((key.name, kind))
-        if current is None or current.per_minute != per_minute:  # new key or a reloaded limit
-            current = self.buckets[(key.name, kind)] = Bucket(per_minute)
-        return current
+        self.buckets = buckets if buckets is not None else MemoryBuckets()
 
     def middleware(self):
         @web.middleware
@@ -75,46 +45,44 @@ class Authenticator:
             if request.path == METRICS_PATH:
                 self.check_metrics(request, self.auth_of(), self.metrics_of())
             else:
-                request[LEASE] = self.admit(request)
+                request[LEASE] = await self.admit(request)
             return await handler(request)
         return authenticate
 
-    def admit(self, request: web.Request) -> Lease:
-        return self.lease_for(request.path, request.headers.get("Authorization", ""))
+    async def admit(self, request: web.Request) -> Lease:
+        return await self.lease_for(request.path, request.headers)
 
-    def lease_for(self, path: str, authorization: str) -> Lease:
+    async def lease_for(self, path: str, headers: Mapping[str, str]) -> Lease:
         """A request's lease, before its body is read (any data plane: only its path and
-        Authorization header count): its key (none for probes or with auth off), which must be
-        valid, within its request rate and not in token debt."""
+        headers count, `headers` case-insensitive): its key (none for probes or with auth off),
+        which must be valid, within its request rate and not in token debt."""
         auth = self.auth_of()
         if path in OPEN_PATHS or not auth.enabled(self.host):
             return Lease()
-        key = self.identify(authorization, auth)
-        requests = self.bucket(key, "requests")
-        if requests is not None:
-            check_room(requests, key, "requests", 1)
-            requests.take(1)
-        lease = Lease(key, self.bucket(key, "tokens"))
-        lease.reserve(1)  # a key in token debt waits before anything else
+        lease = Lease(self.identify(headers, auth), self.buckets)
+        # the request is taken, then a key in token debt waits before anything else: one step
+        await lease.check(lease.bucket("requests", 1, take=True), lease.bucket("tokens", 1))
         return lease
 
     def check_metrics(self, request: web.Request, auth: Auth, access: MetricsAccess) -> None:
         """A scrape is not rate-limited; it only has to present the right key, if any."""
-        authorization = request.headers.get("Authorization", "")
         if access.auth == "api" and auth.enabled(self.host):
-            self.identify(authorization, auth)
-        elif access.auth == "key" and not access.admits(self.presented(authorization)):
+            self.identify(request.headers, auth)
+        elif access.auth == "key" and not access.admits(self.presented(request.headers)):
             metrics.AUTH_REJECTIONS.labels(reason="invalid_metrics_key").inc()
             raise APIError(401, "GET /metrics needs the metrics key: send 'Authorization: Bearer <key>'",
                            code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
 
     @staticmethod
-    def presented(authorization: str) -> str:
-        scheme, _, presented = authorization.partition(" ")
-        return presented.strip() if scheme.lower() == "bearer" else ""
+    def presented(headers: Mapping[str, str]) -> str:
+        """The key sent as `Authorization: Bearer <key>`, or as `x-api-key` (Anthropic's SDKs)."""
+        scheme, _, presented = headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and presented.strip():
+            return presented.strip()
+        return headers.get("x-api-key", "").strip()
 
-    def identify(self, authorization: str, auth: Auth) -> ApiKey:
-        presented = self.presented(authorization)
+    def identify(self, headers: Mapping[str, str], auth: Auth) -> ApiKey:
+        presented = self.presented(headers)
         if not presented:
             metrics.AUTH_REJECTIONS.labels(reason="missing_key").inc()
             raise APIError(401, "no API key: send 'Authorization: Bearer <key>'", code="invalid_api_key",
@@ -132,7 +100,7 @@ class Lease:
     end: which backends it may use, room for its prompt, and the tokens it is charged.
     Without a key (auth off, probes) anything is allowed and nothing is counted."""
     key: ApiKey | None = None
-    tokens: Bucket | None = None  # the key's token bucket, when it has tokens_per_minute
+    buckets: BucketStore | None = None  # where the key's buckets are (None: nothing is counted)
 
     @property
     def tenant(self) -> str:
@@ -142,15 +110,30 @@ class Lease:
     def allows(self, backend: str) -> bool:
         return self.key is None or self.key.allows(backend)
 
-    def reserve(self, estimate: int) -> None:
-        """Before routing: the key must have room for the prompt's estimated tokens (else 429)."""
-        if self.tokens is not None:
-            check_room(self.tokens, self.key, "tokens", estimate)
+    def bucket(self, kind: str, amount: float, take: bool = False) -> BucketCheck | None:
+        """The key's `kind` ("requests" or "tokens") bucket for `amount`, if it has that limit."""
+        if self.key is None or self.buckets is None:
+            return None
+        per_minute = self.key.requests_per_minute if kind == "requests" else self.key.tokens_per_minute
+        return None if per_minute is None else BucketCheck(f"{self.key.name}:{kind}", per_minute, amount, take)
 
-    def charge(self, tokens: int) -> None:
+    async def check(self, *checks: BucketCheck | None) -> None:
+        """A 429 saying when to retry at the first bucket without room (the ones before it take)."""
+        wanted = [c for c in checks if c is not None]
+        refused = await self.buckets.admit_in_order(wanted) if wanted else None
+        if refused is not None:
+            check, wait = refused
+            raise too_fast(self.key, check.name.rsplit(":", 1)[1], check.per_minute, wait)
+
+    async def reserve(self, estimate: int) -> None:
+        """Before routing: the key must have room for the prompt's estimated tokens (else 429)."""
+        await self.check(self.bucket("tokens", estimate))
+
+    async def charge(self, tokens: int) -> None:
         """After the answer: the tokens it cost (the bucket may go into debt)."""
-        if self.tokens is not None:
-            self.tokens.take(tokens)
+        bucket = self.bucket("tokens", tokens)
+        if bucket is not None:
+            await self.buckets.charge(bucket.name, bucket.per_minute, tokens)
 
     def restrict(self, candidates: tuple[str, ...], passthrough: bool) -> tuple[str, ...]:
         """The candidates this key may use. A named backend it may not use is a 403; for
@@ -176,14 +159,12 @@ def lease_of(request: web.Request) -> Lease:
     return request.get(LEASE, OPEN_LEASE)
 
 
-def check_room(bucket: Bucket, key: ApiKey, kind: str, amount: float) -> None:
-    """A 429 saying when to retry unless `bucket` has `amount` available."""
-    wait = bucket.wait_s(amount)
-    if wait > 0:
-        metrics.AUTH_REJECTIONS.labels(reason=f"rate_limit_{kind}").inc()
-        raise APIError(429, f"rate limit of key '{key.name}' reached: {bucket.per_minute} {kind} per minute; "
-                            f"retry in {math.ceil(wait)}s", type=kind, code="rate_limit_exceeded",
-                       headers={"Retry-After": str(math.ceil(wait)), f"x-ratelimit-limit-{kind}": str(bucket.per_minute)})
+def too_fast(key: ApiKey, kind: str, per_minute: int, wait: float) -> APIError:
+    """The 429 of a key over its `kind` limit, saying when to retry."""
+    metrics.AUTH_REJECTIONS.labels(reason=f"rate_limit_{kind}").inc()
+    return APIError(429, f"rate limit of key '{key.name}' reached: {per_minute} {kind} per minute; "
+                         f"retry in {math.ceil(wait)}s", type=kind, code="rate_limit_exceeded",
+                    headers={"Retry-After": str(math.ceil(wait)), f"x-ratelimit-limit-{kind}": str(per_minute)})
 
 
 def estimate_tokens(chars: int) -> int:

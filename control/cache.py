@@ -6,7 +6,8 @@ made for, nor to another tenant (a hit would tell them what the other asked).
 Semantic hits are only looked for in single-turn requests: a follow-up like "and the second
 one?" means nothing without its conversation, so multi-turn requests match exactly or not at all.
 Streaming answers are stored as the SSE bytes the backend sent and replayed as they were.
-`ResponseCache` is the interface a shared store (e.g. Redis) would implement.
+`InMemoryCache` is the per-process store; the gateway reaches it, or the one shared through
+Redis, through control/state/ (`CacheStore`).
 """
 from __future__ import annotations
 

@@ -107,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="first N rows of every set only (quick check)")
     p.add_argument("--config", type=Path, default=None, help="gateway config whose routing.safety thresholds count as blocks (default: config/example.yaml)")
     p.add_argument("--compare", type=Path, default=None, help="metrics.json of another model (e.g. v1) shown beside this one in goals.md")
+    from control.selection.cli_args import add_selection_commands  # issue 14: its flags live with it
+    add_selection_commands(sub)
     return parser
 
 
@@ -147,6 +149,9 @@ def _dispatch(args: argparse.Namespace) -> int | None:
     if args.command == "eval":
         from export.evaluate import run_eval
         return run_eval(args)
+    if args.command in ("profile", "eval-selection"):
+        from control.selection.cli_args import dispatch
+        return dispatch(args)
     raise ValueError(f"unknown command {args.command}")
 
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import os
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest,
+                               multiprocess)
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 # vSR: llm_model_requests_total / llm_request_errors_total
-REQUESTS = Counter("semroute_requests_total", "Chat completion requests by outcome",
-                   ["backend", "category", "task", "rule", "status"])
+REQUESTS = Counter("semroute_requests_total", "Requests by API (chat, messages, responses, completions, "
+                   "embeddings) and outcome", ["backend", "category", "task", "rule", "status", "api"])
 # vSR: llm_classifier_latency_seconds
 CLASSIFY_SECONDS = Histogram("semroute_classify_seconds", "Tokenize + Triton inference per request",
                              buckets=_LATENCY_BUCKETS)
@@ -51,6 +52,11 @@ UPSTREAM_ERRORS = Counter("semroute_upstream_errors_total", "Upstream failures b
 
 # Refusals, resilience and operations (defined here with the rest: one scheme, one place)
 LIMIT_REJECTIONS = Counter("semroute_limit_rejections_total", "Requests refused by a limit", ["code"])
+# Shared state (control/state/link.py). livemin: with --workers N the scrape shows 0 while any
+# live worker serves from local state.
+STATE_SHARED = Gauge("semroute_state_shared", "1 while state is shared through Redis, 0 while this process serves "
+                     "from local state because Redis failed", multiprocess_mode="livemin")
+STATE_FALLBACKS = Counter("semroute_state_fallbacks_total", "Switches from shared (Redis) to local state")
 BREAKER_OPENED = Counter("semroute_circuit_opened_total", "Circuit breakers opened (backend or classifier)", ["target"])
 AUTH_REJECTIONS = Counter("semroute_auth_rejections_total", "Requests refused by auth or rate limits", ["reason"])
 RELOADS = Counter("semroute_config_reloads_total", "Config reloads by result", ["result"])

@@ -14,7 +14,11 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
+from control.feedback.protocol import FeedbackRequest
 from control.protocol import AUTO_MODEL, ChatCompletionRequest, RouteRequest
+from control.protocols.anthropic import MessagesRequest
+from control.protocols.completions import CompletionRequest, EmbeddingRequest
+from control.protocols.responses import ResponsesRequest
 
 
 class ErrorDetail(BaseModel):
@@ -33,6 +37,44 @@ class ChatCompletion(BaseModel):
     """The backend's answer, relayed unchanged (OpenAI chat.completion)."""
     model_config = ConfigDict(extra="allow")
     choices: list[dict]
+
+
+class AnthropicErrorDetail(BaseModel):
+    type: str
+    message: str
+
+
+class AnthropicError(BaseModel):
+    """Anthropic's error shape: every error of /v1/messages has it."""
+    type: Literal["error"]
+    error: AnthropicErrorDetail
+
+
+class AnthropicMessage(BaseModel):
+    """An Anthropic message (translated from a chat backend's answer, or an Anthropic backend's own)."""
+    model_config = ConfigDict(extra="allow")
+    type: Literal["message"]
+    content: list[dict]
+
+
+class ResponseObject(BaseModel):
+    """An OpenAI Response (translated from a chat backend's answer, or a Responses backend's own)."""
+    model_config = ConfigDict(extra="allow")
+    id: str
+    object: Literal["response"]
+    output: list[dict]
+
+
+class Completion(BaseModel):
+    """The backend's answer, relayed unchanged (OpenAI text_completion)."""
+    model_config = ConfigDict(extra="allow")
+    choices: list[dict]
+
+
+class EmbeddingList(BaseModel):
+    """The backend's answer, relayed unchanged (OpenAI embeddings list)."""
+    model_config = ConfigDict(extra="allow")
+    data: list[dict]
 
 
 class Model(BaseModel):
@@ -71,10 +113,27 @@ class Readiness(BaseModel):
     degraded: str | None = Field(description="why routing goes without the classifier, when it does")
 
 
+class FeedbackRating(BaseModel):
+    request_id: str
+    backend: str
+    score: float
+
+
+class FeedbackResult(BaseModel):
+    """The ratings stored, and the quality profiles that learned from them (see README: feedback)."""
+    object: Literal["feedback"]
+    ratings: list[FeedbackRating]
+    learned: list[str]
+
+
 # One server-sent event: `data` is a chat.completion.chunk as JSON, `[DONE]`, or an error object.
 SSE_EVENT = {"type": "object", "required": ["data"],
              "properties": {"data": {"type": "string"}, "event": {"type": "string"}, "id": {"type": "string"}}}
-MODELS = (ChatCompletionRequest, RouteRequest, ErrorResponse, ChatCompletion, ModelList, RouteDecision, Health, Readiness)
+MODELS = (ChatCompletionRequest, RouteRequest, ErrorResponse, ChatCompletion, ModelList, RouteDecision, Health, Readiness,
+          MessagesRequest, ResponsesRequest, CompletionRequest, EmbeddingRequest, AnthropicError, AnthropicMessage,
+          ResponseObject, Completion, EmbeddingList, Model, FeedbackRequest, FeedbackResult)
+REQUESTS = ("ChatCompletionRequest", "MessagesRequest", "ResponsesRequest", "CompletionRequest", "EmbeddingRequest")
+RELAYED = ["400", "401", "403", "404", "413", "415", "429", "431", "502", "503", "504"]
 ERRORS = {
     "400": "malformed JSON, a bad field, too many messages or characters, JSON nested too deep",
     "401": "no API key, or not a valid one (auth on)",
@@ -95,9 +154,10 @@ def build_spec(config, auth_on: bool) -> dict:
     schemas = top["$defs"]
     names = [AUTO_MODEL] + [b.name for b in config.backends]
     # A configured name or any other string (answered 404): generators and readers see the real ones.
-    schemas["ChatCompletionRequest"]["properties"]["model"] = {
-        "anyOf": [{"enum": names}, {"type": "string", "minLength": 1}], "examples": names,
-        "description": "'auto' routes; a backend's name passes through"}
+    for request in REQUESTS:
+        schemas[request]["properties"]["model"] = {
+            "anyOf": [{"enum": names}, {"type": "string", "minLength": 1}], "examples": names,
+            "description": "'auto' routes; a backend's name passes through"}
     security = [{"bearer": []}] if auth_on else []
     metrics_auth = config.metrics.auth == "key" or (config.metrics.auth == "api" and auth_on)
     paths = {
@@ -108,14 +168,27 @@ def build_spec(config, auth_on: bool) -> dict:
                      "content": {"application/json": _ref("ChatCompletion"),
                                  "text/event-stream": {"schema": SSE_EVENT}}},
              "4XX": _error("a backend's own 4xx answer, relayed as is")},
-            ["400", "401", "403", "404", "413", "415", "429", "431", "502", "503", "504"], security)},
+            RELAYED, security)},
+        **api_paths(security),
         "/v1/route": {"post": _operation(
             "The routing decision alone: backend, rule, reason, every signal", "RouteRequest",
             {"200": {"description": "the decision", "content": {"application/json": _ref("RouteDecision")}}},
             ["400", "401", "403", "413", "415", "429", "431", "503"], security)},
+        "/v1/feedback": {"post": _operation(
+            "Rate a routed answer (score, thumbs) or compare two; the quality profiles learn from it",
+            "FeedbackRequest",
+            {"200": {"description": "stored", "content": {"application/json": _ref("FeedbackResult")}},
+             "404": _error("no such request routed by this gateway for this key, or feedback is off")},
+            ["400", "401", "413", "415", "429", "431"], security)},
         "/v1/models": {"get": {"summary": "'auto' and every backend the key may use", "security": security,
                                "responses": {"200": {"description": "models", "content": {"application/json": _ref("ModelList")}},
                                              **{s: _error(ERRORS[s]) for s in ("401", "429", "431")}}}},
+        "/v1/models/{model}": {"get": {"summary": "one model: 'auto' or a backend the key may use", "security": security,
+                                       "parameters": [{"name": "model", "in": "path", "required": True,
+                                                       "schema": {"type": "string"}}],
+                                       "responses": {"200": {"description": "the model",
+                                                             "content": {"application/json": _ref("Model")}},
+                                                     **{s: _error(ERRORS[s]) for s in ("401", "404", "429", "431")}}}},
         "/healthz": {"get": _plain("the process is up", "Health")},
         "/readyz": {"get": {"summary": "Kubernetes readiness", "responses": {
             "200": {"description": "ready: the classifier serves", "content": {"application/json": _ref("Readiness")}},
@@ -138,12 +211,43 @@ def build_spec(config, auth_on: bool) -> dict:
     }
 
 
+def api_paths(security: list) -> dict:
+    """The APIs besides chat completions: routed and relayed the same way."""
+    streamed = {"text/event-stream": {"schema": SSE_EVENT}}
+    messages = _operation(
+        "Anthropic Messages: translated for chat backends, as is for protocol: anthropic ones", "MessagesRequest",
+        {"200": {"description": "an Anthropic message; with stream=true its event sequence (message_start ... "
+                                "message_stop)", "content": {"application/json": _ref("AnthropicMessage"), **streamed}},
+         "4XX": _error("a backend's own 4xx answer", "AnthropicError")}, [], security)
+    messages["responses"].update({s: _error(ERRORS[s], "AnthropicError") for s in RELAYED})
+    messages["parameters"].append({"name": "x-api-key", "in": "header", "required": False, "schema": {"type": "string"},
+                                   "description": "the API key, as Anthropic's SDK sends it (or Authorization: Bearer)"})
+    return {
+        "/v1/messages": {"post": messages},
+        "/v1/responses": {"post": _operation(
+            "OpenAI Responses: translated for chat backends, as is for protocol: responses ones; "
+            "previous_response_id continues a stored conversation", "ResponsesRequest",
+            {"200": {"description": "a Response; with stream=true its typed events (response.created ... "
+                                    "response.completed)", "content": {"application/json": _ref("ResponseObject"), **streamed}},
+             "4XX": _error("a backend's own 4xx answer")}, RELAYED, security)},
+        "/v1/completions": {"post": _operation(
+            "Legacy completion, routed on the prompt, to backends serving completions", "CompletionRequest",
+            {"200": {"description": "the backend's answer (or its stream)",
+                     "content": {"application/json": _ref("Completion"), **streamed}},
+             "4XX": _error("a backend's own 4xx answer")}, RELAYED, security)},
+        "/v1/embeddings": {"post": _operation(
+            "Embeddings, routed among the backends serving embeddings", "EmbeddingRequest",
+            {"200": {"description": "the backend's answer", "content": {"application/json": _ref("EmbeddingList")}},
+             "4XX": _error("a backend's own 4xx answer")}, RELAYED, security)},
+    }
+
+
 def _ref(name: str) -> dict:
     return {"schema": {"$ref": f"#/components/schemas/{name}"}}
 
 
-def _error(description: str) -> dict:
-    return {"description": description, "content": {"application/json": _ref("ErrorResponse")}}
+def _error(description: str, shape: str = "ErrorResponse") -> dict:
+    return {"description": description, "content": {"application/json": _ref(shape)}}
 
 
 def _plain(summary: str, schema: str) -> dict:

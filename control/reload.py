@@ -27,7 +27,6 @@ from aiohttp import web
 from tritonclient.utils import InferenceServerException
 
 from control import metrics, redact
-from control.cache import InMemoryCache
 from control.config import Config, ConfigError, load_config
 from control.router import Router
 
@@ -149,5 +148,7 @@ async def install_config(gateway, config: Config, host: str) -> None:
     except (InferenceServerException, OSError, TimeoutError) as exc:
         log.warning("config reload: Triton unavailable (%s); labels are checked when it is back", exc)
     redact.register(config)
-    cache = gateway.cache if config.cache == gateway.config.cache else InMemoryCache(config.cache)
+    if config.state != gateway.config.state:
+        log.warning("config reload: the state: section changed; it takes effect when the gateway restarts")
+    cache = gateway.cache if config.cache == gateway.config.cache else gateway.state.cache_for(config.cache)
     gateway.install(router, config, cache)

@@ -12,14 +12,17 @@ from control import metrics
 from control.config import Config
 from control.decision import Blocked, Decision, PolicyContext, RequestFeatures, decide, passthrough
 from control.decision.selector import check_selectors
+from control.selection.runtime import check_profiles
 from control.protocol import AUTO_MODEL, APIError, ChatCompletionRequest
 from control.categories import CustomCategories
+from control.embedding_routes import EmbeddingRoutes
 from control.health import HealthBoard
-from control.routes import EmbeddingRoutes
-from control.sessions import SessionStore, session_draw
+from control.sessions import session_draw
+from control.state import SessionStore
+from control.state.memory import MemorySessions
 from control.reading import ReadBudget
 from control.signals import Classifier, Signals
-from export.calibration import threshold_for
+from modelspec.calibration import threshold_for
 
 
 @dataclass
@@ -32,14 +35,16 @@ class Routed:
 
 
 class Router:
-    def __init__(self, config: Config, classifier: Classifier, health: HealthBoard | None = None):
+    def __init__(self, config: Config, classifier: Classifier, health: HealthBoard | None = None,
+                 sessions: SessionStore | None = None):
         check_selectors(config)
+        check_profiles(config)
         self.config = config
         self.classifier = classifier
         self.routes = EmbeddingRoutes(config.routes)
         self.categories = CustomCategories(config.categories)
         self.health = health  # the gateway's live backend health (kept across reloads), None offline
-        self.sessions = SessionStore(config.routing.sessions.max_sessions)
+        self.sessions = sessions if sessions is not None else MemorySessions(config.routing.sessions.max_sessions)
         self._started = False
 
     async def start(self) -> None:
@@ -79,19 +84,27 @@ class Router:
             return Routed(passthrough(self.config, chat.model))
         text = chat.routing_text(self.config.routing.sessions.context_turns)
         signals, classify_ms = await self.classify(text)
+        previous = await self.previous_backend(session_id)
         start = time.perf_counter()
         try:
-            decision = self.decide(signals, features_of(chat, text, signals.read.tokens), session_id)
+            decision = self.decide(signals, features_of(chat, text, signals.read.tokens), session_id, previous)
         except Blocked as blocked:
             metrics.BLOCKED.labels(reason=blocked.code).inc()
             raise APIError(403, blocked.message, type="invalid_request_error", code=blocked.code) from None
         return Routed(decision, signals, classify_ms, round((time.perf_counter() - start) * 1000, 3), text)
 
-    def decide(self, signals: Signals | None, features: RequestFeatures, session_id: str | None) -> Decision:
+    async def previous_backend(self, session_id: str | None) -> str | None:
+        """The conversation's backend so far (only sticky sessions are remembered)."""
+        if session_id is None or not self.config.routing.sessions.sticky:
+            return None
+        return await self.sessions.get(session_id)
+
+    def decide(self, signals: Signals | None, features: RequestFeatures, session_id: str | None,
+               previous_backend: str | None = None) -> Decision:
         """The core's decision (None signals: degraded); raises Blocked."""
         context = PolicyContext(
             strong_threshold=self.strong_threshold(),
-            previous_backend=self.sessions.get(session_id),
+            previous_backend=previous_backend,
             split_draw=session_draw(session_id, "split") if session_id else random.random(),
             health=self.health.penalties([b.name for b in self.config.backends], self.config.routing.health)
             if self.health else {},
@@ -110,9 +123,9 @@ class Router:
             return None
         return threshold_for(calibration, strong.target_share)
 
-    def remember(self, session_id: str | None, decision: Decision) -> None:
-        if self.config.routing.sessions.sticky and decision.rule != "passthrough":
-            self.sessions.put(session_id, decision.backend)
+    async def remember(self, session_id: str | None, decision: Decision) -> None:
+        if session_id is not None and self.config.routing.sessions.sticky and decision.rule != "passthrough":
+            await self.sessions.put(session_id, decision.backend)
 
 
 def features_of(chat: ChatCompletionRequest, text: str, prompt_tokens: int) -> RequestFeatures:

@@ -32,14 +32,11 @@ from control.pii import PiiSpan, find_pii  # PiiSpan lives with its decoders; im
 from control.reading import SPREAD, ReadBudget, plan_reading
 from control.telemetry import TRACER, inject_headers
 from control.tokens import SegmentedTokens
-from export.base_model import tokenizer_file
-from export.labels import MAX_SEQ_LEN, MODEL_NAME
+from modelspec.base_model import tokenizer_file
+from modelspec.buckets import bucket_width
+from modelspec.interface import INPUT_NAMES, MAX_SEQ_LEN, MODEL_NAME, OUTPUT_NAMES, PER_TOKEN_OUTPUT
 
-OUTPUTS = ("embedding", "domain_probs", "task_probs", "jailbreak_prob", "strong_prob", "pii_logits", "harmful_prob")
-_REQUESTED = [grpcclient.InferRequestedOutput(n) for n in OUTPUTS]  # built once: they never change
-# Padded row widths (tokens), up to the chunk size. Eight shapes for Triton to batch together;
-# on the bench's real prompts they cost 15% padding (powers of two alone: 26%, bench/RESULTS.md).
-LENGTH_BUCKETS = (16, 32, 48, 64, 96, 128, 192, 256)
+_REQUESTED = [grpcclient.InferRequestedOutput(n) for n in OUTPUT_NAMES]  # built once: they never change
 BULK_ROWS = 2          # a text of more rows goes through the bulk lane, in requests of at most this many rows
 BULK_INFLIGHT = 1      # bulk requests in flight per classifier: Triton serves 2 instances, one stays for the rest
 THREAD_CHARS = 20_000  # longer texts are tokenised in a thread (~15 ms of tokenizer time and up)
@@ -109,10 +106,10 @@ class Labels:
     @classmethod
     def from_model_config(cls, config: dict) -> "Labels":
         params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
-        missing = [n for n in OUTPUTS if n not in {o.get("name") for o in config.get("output", [])}]
+        missing = [n for n in OUTPUT_NAMES if n not in {o.get("name") for o in config.get("output", [])}]
         if missing:  # an old model: refuse at start rather than read a signal as 0
             raise RuntimeError(f"model '{config.get('name')}' has no output {', '.join(missing)}; the gateway needs "
-                               f"{', '.join(OUTPUTS)}: rebuild the repository with `semroute export`")
+                               f"{', '.join(OUTPUT_NAMES)}: rebuild the repository with `semroute export`")
         try:
             return cls(json.loads(params["domain_labels"]), json.loads(params["task_labels"]),
                        json.loads(params["pii_tags"]), int(config.get("max_batch_size", 0)) or 64,
@@ -265,10 +262,9 @@ class Classifier:
         ids = np.zeros_like(mask)
         # Right-padded in one vectorised store: the mask's True cells are the tokens, row by row.
         ids[mask.astype(bool)] = np.fromiter(chain.from_iterable(rows), dtype=np.int64, count=int(lengths.sum()))
-        inputs = [grpcclient.InferInput("input_ids", list(ids.shape), "INT64"),
-                  grpcclient.InferInput("attention_mask", list(mask.shape), "INT64")]
-        inputs[0].set_data_from_numpy(ids)
-        inputs[1].set_data_from_numpy(mask)
+        inputs = [grpcclient.InferInput(name, list(ids.shape), "INT64") for name in INPUT_NAMES]
+        for tensor, array in zip(inputs, (ids, mask), strict=True):
+            tensor.set_data_from_numpy(array)
         attributes = {"semroute.triton.model": self.model_name, "semroute.triton.batch": len(rows),
                       "semroute.triton.seq_len": width}
         with TRACER.start_as_current_span("triton.infer", kind=SpanKind.CLIENT, attributes=attributes):
@@ -276,7 +272,7 @@ class Classifier:
             # traceparent as gRPC metadata: Triton's own spans join this trace under this span.
             result = await self.client.infer(self.model_name, inputs, outputs=_REQUESTED, headers=inject_headers())
             metrics.TRITON_SECONDS.observe(time.perf_counter() - start)
-        return {n: result.as_numpy(n) for n in OUTPUTS}
+        return {n: result.as_numpy(n) for n in OUTPUT_NAMES}
 
     def _fold(self, text: str, enc: _Encoded, out: dict[str, np.ndarray]) -> Signals:
         weights = enc.fold_weights()
@@ -300,11 +296,6 @@ def _named(names: list[str], probs: np.ndarray) -> dict[str, float]:
     return {n: round(float(p), 6) for n, p in zip(names, probs)}
 
 
-def bucket_width(length: int, buckets: tuple[int, ...] = LENGTH_BUCKETS) -> int:
-    """The padded width of a row: the smallest bucket that holds it (a longer row keeps its length)."""
-    return next((b for b in buckets if b >= length), length)
-
-
 def bucket_rows(lengths: list[int], max_batch: int) -> list[tuple[list[int], int]]:
     """Row indices grouped by padded width, at most `max_batch` per group: one Triton request each.
 
@@ -324,7 +315,7 @@ def _scatter(n_rows: int, groups: list[list[int]], parts: list[dict[str, np.ndar
     out: dict = {}
     for index, part in zip(groups, parts):
         for name, value in part.items():
-            if name == "pii_logits":
+            if name == PER_TOKEN_OUTPUT:
                 rows = out.setdefault(name, [None] * n_rows)
                 for j, i in enumerate(index):
                     rows[i] = value[j]

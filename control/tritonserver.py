@@ -24,7 +24,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from export.labels import MODEL_NAME
+from modelspec.interface import MODEL_NAME
 
 DEFAULT_CACHE_DIR = Path(".cache") / "semroute" / "triton"
 LOG_TAIL_LINES = 40

@@ -29,6 +29,7 @@ from control.telemetry import TRACER, inject_headers
 # x-powered-by), the upstream account's rate limits, hop-by-hop and length headers (ours are
 # recomputed). The backend's request id comes as x-upstream-request-id (x-request-id is ours).
 RELAYED_HEADERS = frozenset({"content-type", "retry-after", "openai-processing-ms", "openai-version"})
+OPERATIONS = {"completions": "text_completion", "embeddings": "embeddings"}  # GenAI conventions' names; else chat
 
 
 class Upstream:
@@ -56,14 +57,13 @@ class Upstream:
         """
         await self.start()
         url = f"{backend.base_url}/{path.lstrip('/')}"
-        attributes = {"gen_ai.operation.name": "chat", "gen_ai.request.model": backend.model,
+        operation = OPERATIONS.get(path, "chat")
+        attributes = {"gen_ai.operation.name": operation, "gen_ai.request.model": backend.model,
                       "semroute.backend": backend.name, "server.address": backend.url.host or "",
                       "server.port": backend.url.port or 0}  # host only: never a URL's user:pass@
-        with TRACER.start_as_current_span(f"chat {backend.model}", kind=SpanKind.CLIENT, attributes=attributes):
+        with TRACER.start_as_current_span(f"{operation} {backend.model}", kind=SpanKind.CLIENT, attributes=attributes):
             send = inject_headers({"Content-Type": "application/json", **(headers or {})})
-            key = backend.api_key()
-            if key:
-                send["Authorization"] = f"Bearer {key}"
+            send.update(credentials(backend))
             timeout = aiohttp.ClientTimeout(total=backend.timeout_s, sock_connect=backend.connect_timeout_s)
             try:
                 # Bounded separately: a backend that accepts but never answers is given up on
@@ -105,6 +105,17 @@ class Upstream:
                 return None if resp.status < 400 else f"GET /models answered {resp.status}"
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             return f"unreachable ({type(exc).__name__})"
+
+
+ANTHROPIC_VERSION = "2023-06-01"  # the Messages API version Anthropic's SDKs send
+
+
+def credentials(backend: Backend) -> dict[str, str]:
+    """The backend's key as its API expects it: Anthropic's x-api-key, else a Bearer token."""
+    key = backend.api_key()
+    if backend.protocol == "anthropic":
+        return {"anthropic-version": ANTHROPIC_VERSION, **({"x-api-key": key} if key else {})}
+    return {"Authorization": f"Bearer {key}"} if key else {}
 
 
 def _failed(backend: Backend, err: APIError) -> APIError:

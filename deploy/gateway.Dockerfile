@@ -12,6 +12,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY control/ control/
 COPY export/ export/
+COPY modelspec/ modelspec/
 COPY config/ config/
 # xds-protos (the Envoy processor's stubs) ships an older opentelemetry/proto copy: the real
 # package's files go back on top, or the OTLP exporter cannot import.

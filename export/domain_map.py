@@ -1,4 +1,4 @@
-"""MMLU subject -> MMLU-Pro category (export.labels.DOMAINS).
+"""MMLU subject -> MMLU-Pro category (modelspec.labels.DOMAINS).
 
 Source: MMLU-Pro (Wang et al. 2024, arXiv:2406.01574; dataset TIGER-Lab/MMLU-Pro). Every
 MMLU-Pro question taken from MMLU keeps its origin in `src` = "ori_mmlu-<subject>" next to its
@@ -9,7 +9,7 @@ Written once here; never tuned on eval data.
 """
 from __future__ import annotations
 
-from export import labels
+from modelspec import labels
 
 MMLU_TO_MMLU_PRO: dict[str, str] = {
     # math

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from export import data, labels, training_set
+from export import data, training_set
+from modelspec import labels
 from export.domain_map import domain_of_subject
 
 SHAREGPT_ROWS = 3307     # all of them

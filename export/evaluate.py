@@ -4,6 +4,10 @@ of the training data. Writes <output_dir>/metrics.json, report.md and routing.sv
 
 Nothing here feeds back into training: thresholds come from the weights' metadata (chosen on
 training data), and eval/ only ever produces numbers.
+
+A composition root, like control/cli.py and control/up.py: the one export/ module that imports
+control/ (the classifier and the Triton launcher), to run the model exactly as served. No
+other export/ module may (tests/test_architecture.py).
 """
 from __future__ import annotations
 
@@ -15,9 +19,15 @@ from pathlib import Path
 
 import numpy as np
 
-from export import data, labels, metrics, task_data
+from control.signals import Classifier
+from control.tritonserver import TritonServer
+from export import data, metrics, task_data
 from export.eval_sets import NO_PII_SETS, load_sets
 from export.model import DEFAULT_WEIGHTS, read_weights_meta
+from export.report import write_outputs
+from export.repository import build_repository
+from modelspec import labels
+from modelspec.calibration import threshold_for
 
 BATCH = 32
 JAILBREAK_THRESHOLD = 0.5   # used when the weights carry no threshold chosen on training data
@@ -27,8 +37,6 @@ SWEEP = (0.1, 0.3, 0.5, 0.7, 0.9, 0.95, 0.99)
 async def classify_all(texts: list[str], triton_url: str) -> dict[str, object]:
     """Each distinct text classified once, BATCH texts per call, a few calls in flight."""
     from tqdm import tqdm
-
-    from control.signals import Classifier
 
     clf = Classifier(triton_url)
     await clf.start()
@@ -91,7 +99,6 @@ def routing(rows, sig, calib: dict | None) -> dict:
     p = [sig[r["text"]].strong_prob for r in rows]
     res = metrics.routing_metrics(p, [r["weak"] for r in rows], [r["strong"] for r in rows])
     if calib:
-        from export.calibration import threshold_for
 
         t = threshold_for(calib, 0.3)
         res["share_at_calibrated_30pct"] = float((np.array(p) >= t).mean())
@@ -187,8 +194,6 @@ def difficulty_auc(rows, sig) -> dict:
 
 
 def run_eval(args) -> int:
-    from export.report import write_outputs
-
     root = data.resolve_data_dir(getattr(args, "data_dir", None))
     weights = Path(getattr(args, "weights", None) or DEFAULT_WEIGHTS)
     meta = read_weights_meta(weights) if weights.exists() else {}
@@ -220,9 +225,6 @@ class _triton:
         if not getattr(self.args, "start_triton", False):
             return self.args.triton_url
         import socket
-
-        from control.tritonserver import TritonServer
-        from export.repository import build_repository
 
         repo = Path(".cache/eval_repository")
         build_repository(self.weights, repo)

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export import labels
+from modelspec import labels
+from modelspec.base_model import tokenizer_file
 
 CACHE_DIR = Path(__file__).resolve().parents[1] / ".cache" / "features"
 IGNORE = -100
@@ -21,7 +22,6 @@ IGNORE = -100
 def load_tokenizer():
     from tokenizers import Tokenizer
 
-    from export.base_model import tokenizer_file
 
     tok = Tokenizer.from_file(str(tokenizer_file()))
     tok.no_padding()

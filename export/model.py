@@ -14,11 +14,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from export import labels
-from export.base_model import base_model_dir
+from modelspec import labels
+from modelspec.base_model import base_model_dir
 
-# The v1 outputs keep their names, order and shapes; v2 appends harmful_prob.
-OUTPUT_NAMES = ("embedding", "domain_probs", "task_probs", "jailbreak_prob", "strong_prob", "pii_logits", "harmful_prob")
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "router_heads.safetensors"
 
 
@@ -123,7 +121,7 @@ def load_router_model(path: Path | None = DEFAULT_WEIGHTS) -> RouterModel:
     if list(meta.get("domains", labels.DOMAINS)) != list(labels.DOMAINS) or \
             list(meta.get("tasks", labels.TASKS)) != list(labels.TASKS) or \
             list(meta.get("pii_tags", labels.PII_TAGS)) != list(labels.PII_TAGS):
-        raise ValueError(f"{path} was trained with other label lists than export/labels.py")
+        raise ValueError(f"{path} was trained with other label lists than modelspec/labels.py")
     model = RouterModel(load_encoder(), branch_layers=int(meta.get("branch_layers", 0)))
     missing, unexpected = model.load_state_dict(load_file(str(path)), strict=False)
     missing = [k for k in missing if not k.startswith("encoder.")]

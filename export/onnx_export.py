@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export import labels
-from export.base_model import tokenizer_file
-from export.model import OUTPUT_NAMES, RouterModel
+from export.model import RouterModel
+from modelspec import interface
+from modelspec.base_model import tokenizer_file
+from modelspec.interface import INPUT_NAMES, OUTPUT_NAMES, PER_TOKEN_OUTPUT
 
-INPUT_NAMES = ("input_ids", "attention_mask")
 OPSET = 17
 PARITY_TOLERANCE = 1e-4
 
@@ -32,7 +32,7 @@ PARITY_TEXTS = (
 )
 
 
-def load_tokenizer(max_len: int = labels.MAX_SEQ_LEN):
+def load_tokenizer(max_len: int = interface.MAX_SEQ_LEN):
     """The base model's fast tokenizer, truncating to the served sequence length."""
     from tokenizers import Tokenizer
 
@@ -70,7 +70,7 @@ def ort_session(path: Path, threads: int = 2):
 
 
 def ort_outputs(session, ids: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
-    outs = session.run(list(OUTPUT_NAMES), {"input_ids": ids, "attention_mask": mask})
+    outs = session.run(list(OUTPUT_NAMES), dict(zip(INPUT_NAMES, (ids, mask))))
     return dict(zip(OUTPUT_NAMES, outs))
 
 
@@ -82,7 +82,7 @@ def max_abs_diffs(a: dict[str, np.ndarray], b: dict[str, np.ndarray], mask: np.n
         if a[name].shape != b[name].shape:
             raise ValueError(f"{name}: shape {a[name].shape} vs {b[name].shape}")
         difference = np.abs(a[name] - b[name])
-        diffs[name] = float(difference[mask.astype(bool)].max() if name == "pii_logits" else difference.max())
+        diffs[name] = float(difference[mask.astype(bool)].max() if name == PER_TOKEN_OUTPUT else difference.max())
     return diffs
 
 
@@ -101,8 +101,8 @@ def check_parity(model: RouterModel, onnx_path: Path, texts=PARITY_TEXTS) -> dic
 def _export_graph(model: RouterModel, path: Path) -> None:
     ids, mask = encode(load_tokenizer(), PARITY_TEXTS[1:3])
     batch_and_seq = {0: "batch", 1: "seq"}
-    dynamic_axes = {"input_ids": batch_and_seq, "attention_mask": batch_and_seq,
-                    **{name: {0: "batch"} for name in OUTPUT_NAMES}, "pii_logits": batch_and_seq}
+    dynamic_axes = {**dict.fromkeys(INPUT_NAMES, batch_and_seq),
+                    **{name: {0: "batch"} for name in OUTPUT_NAMES}, PER_TOKEN_OUTPUT: batch_and_seq}
     with torch.inference_mode(), warnings.catch_warnings():
         # Expected with the legacy exporter; parity at many lengths is the real check.
         for category in (DeprecationWarning, torch.jit.TracerWarning, UserWarning):

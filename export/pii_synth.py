@@ -12,7 +12,7 @@ import random
 import re
 from datetime import datetime
 
-from export import labels
+from modelspec import labels
 from export.data import Example, Files
 
 # Faker provider (template slot) -> presidio entity type.

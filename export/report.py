@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from export import labels
+from modelspec import labels
 
 S = ("safety",)
 GOALS = [  # (label, path into metrics, comparison, target): the model-v2 issue's goal table

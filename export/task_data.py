@@ -14,7 +14,7 @@ import ast
 import csv
 import random
 
-from export import labels
+from modelspec import labels
 from export.data import Example, Files, mmlu_text
 
 MEDQUAD_SAMPLE = 3000   # MedQuAD is templated ("What is (are) X ?"): a sample is enough

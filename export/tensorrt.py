@@ -14,11 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from export import labels
-from export.model import OUTPUT_NAMES
+from modelspec import interface
+from modelspec.interface import ATTENTION_MASK, INPUT_NAMES, OUTPUT_NAMES
 
-INPUT_NAMES = ("input_ids", "attention_mask")
-MASK_INPUT = "attention_mask"
 # Upper sequence lengths of the optimization profiles: one profile per bucket, so short
 # prompts get kernels tuned for short shapes (Triton picks the closest profile per batch).
 SEQ_BUCKETS = (32, 64, 128, 256)
@@ -61,7 +59,7 @@ class Profile:
         return (1, self.seq_min), (self.opt_batch, self.seq_max), (self.max_batch, self.seq_max)
 
 
-def optimization_profiles(max_batch_size: int, max_seq_len: int = labels.MAX_SEQ_LEN,
+def optimization_profiles(max_batch_size: int, max_seq_len: int = interface.MAX_SEQ_LEN,
                           buckets: tuple[int, ...] = SEQ_BUCKETS) -> list[Profile]:
     """Contiguous, non-overlapping sequence buckets covering 1..max_seq_len."""
     if max_batch_size < 1:
@@ -119,7 +117,7 @@ def _float_tensors(model) -> set[str]:
     return {v.name for v in infos if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT}
 
 
-def fp32_pinned_nodes(model, mask_input: str = MASK_INPUT) -> list[str]:
+def fp32_pinned_nodes(model, mask_input: str = ATTENTION_MASK) -> list[str]:
     """Nodes the FP16 engine must compute in FP32.
 
     - The attention-mask arithmetic: nodes computed only from the mask, tensor shapes and

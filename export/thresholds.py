@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from export import labels, metrics
+from export import metrics
+from modelspec import labels
 
 PII_GRID = tuple(round(x, 2) for x in np.arange(0.30, 0.96, 0.05))
 LANGUAGE_MIN_AUC = 0.9       # a language counts as covered when the harmful head separates it this well on dev

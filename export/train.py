@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from export import calibration, features, labels, thresholds, training_set
+from export import features, metrics, thresholds, training_set
+from modelspec import calibration, interface
 from export.model import DEFAULT_WEIGHTS, RouterModel, load_encoder, save_weights
 
 # Per-epoch cap of examples drawn from each source: the big easy sets (GSM8K, CLINC) would
@@ -148,7 +149,7 @@ class Tensorised:
 
     def batch(self, idx):
         n = int(self.lengths[idx].max())
-        h = torch.zeros(len(idx), n, labels.EMBEDDING_DIM)
+        h = torch.zeros(len(idx), n, interface.EMBEDDING_DIM)
         mask = torch.zeros(len(idx), n, dtype=torch.long)
         tags = torch.full((len(idx), n), features.IGNORE, dtype=torch.long)
         for j, i in enumerate(idx):
@@ -238,8 +239,6 @@ def predict(model, ds, idx=None, batch_size=128) -> dict[str, list]:
 
 
 def evaluate_dev(model, ds) -> dict:
-    from export import metrics
-
     p = predict(model, ds)
     res = {}
     for name in ("domain", "task"):

@@ -24,7 +24,8 @@ class GatewayProcess:
         self.log_path = tmp_dir / f"gateway-{self.port}.log"
         self.cmd = [SEMROUTE, "serve", "--config", str(self.config_path), "--port", str(self.port),
                     "--triton-url", triton_url, "--workers", str(workers)]
-        self.env = {**os.environ, **(env or {})}
+        # its own state directory (feedback, stored responses): no test sees another's
+        self.env = {**os.environ, "SEMROUTE_STATE_DIR": str(tmp_dir / f"state-{self.port}"), **(env or {})}
         self.proc: subprocess.Popen | None = None
 
     @property

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from tests import stub_native
 from tests.thread_server import ThreadedApp, free_port  # noqa: F401 (free_port: re-exported for tests)
 
 STREAM_PIECES = ["Hel", "lo", " from", " the", " stub"]
@@ -75,6 +76,20 @@ class StubUpstream(ThreadedApp):
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
+        for path, answer in (("/v1/completions", stub_native.completions), ("/v1/embeddings", stub_native.embeddings),
+                             ("/v1/messages", stub_native.messages), ("/v1/responses", stub_native.responses)):
+            app.router.add_post(path, self._native(answer))
+
+    def _native(self, answer):
+        """A handler for another API: recorded like chat, failing like chat (fail_status, status faults)."""
+        async def handle(request: web.Request) -> web.StreamResponse:
+            body = await request.json()
+            self.requests.append((request.path, dict(request.headers), body))
+            fault = self._next_fault()
+            if self.fail_status or (fault is not None and fault.kind == "status"):
+                return self._error(request, fault or Fault("status", status=self.fail_status))
+            return await answer(request, self.name, body)
+        return handle
 
     async def _models(self, request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": f"{self.name}-model", "object": "model"}]})
@@ -98,9 +113,15 @@ class StubUpstream(ThreadedApp):
         elif fault is not None and fault.kind == "reset" and not body.get("stream"):
             request.transport.abort()  # the connection drops before any answer
             return web.Response()
+        call = stub_native.chat_tool_call(body)
+        if call is not None:
+            if body.get("stream"):
+                return await stub_native.stream_chat_tool_call(request, body, call)
+            return web.json_response(stub_native.chat_tool_completion(body["model"], call))
         if body.get("stream"):
             return await self._stream(request, body, fault)
-        return web.json_response(completion(body["model"], f"answer from {self.name}"))
+        text = stub_native.tool_result_answer(body) or f"answer from {self.name}"
+        return web.json_response(completion(body["model"], text))
 
     def _next_fault(self) -> Fault | None:
         try:
@@ -164,6 +185,9 @@ class StubUpstream(ThreadedApp):
                     return resp
             await resp.write(f"data: {json.dumps(chunk_of(body['model'], piece))}\n\n".encode())
             await asyncio.sleep(self.stream_delay_s)
+        if (body.get("stream_options") or {}).get("include_usage"):  # as OpenAI: a last chunk, choices empty
+            usage = {**chunk_of(body["model"], ""), "choices": [], "usage": completion("", "")["usage"]}
+            await resp.write(f"data: {json.dumps(usage)}\n\n".encode())
         await resp.write(b"data: [DONE]\n\n")
         if fault is not None and fault.kind == "linger":
             await asyncio.sleep(fault.delay_s)

@@ -15,8 +15,9 @@ import tritonclient.grpc.aio as grpcclient_aio
 from tritonclient.utils import InferenceServerException
 
 from control.batching import BatchingClassifier, MicroBatcher
-from control.signals import LENGTH_BUCKETS, Classifier, bucket_rows, bucket_width
-from export import labels
+from control.signals import Classifier, bucket_rows
+from modelspec import interface
+from modelspec.buckets import LENGTH_BUCKETS, bucket_width
 
 PROMPTS = [
     "Write a Python function that reverses a linked list.",
@@ -33,7 +34,7 @@ PROMPTS = [
 def triton_counts(url: str) -> dict[str, int]:
     """Requests received, sequences inferred and model executions since the server started."""
     with grpcclient.InferenceServerClient(url) as client:
-        stats = client.get_inference_statistics(model_name=labels.MODEL_NAME, as_json=True)["model_stats"][0]
+        stats = client.get_inference_statistics(model_name=interface.MODEL_NAME, as_json=True)["model_stats"][0]
     return {"requests": int(stats["inference_stats"]["success"].get("count", 0)),
             "inferences": int(stats.get("inference_count", 0)),
             "executions": int(stats.get("execution_count", 0))}

@@ -6,8 +6,9 @@ from collections import Counter
 
 import pytest
 
-from export import data, features, labels, training_set
+from export import data, features, training_set
 from export.domain_map import MMLU_TO_MMLU_PRO
+from modelspec import labels
 
 try:
     ROOT = data.resolve_data_dir()

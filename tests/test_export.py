@@ -1,20 +1,23 @@
 """The exported ONNX graph and the generated config.pbtxt against their sources of truth:
-the PyTorch model, sentence-transformers, the ONNX graph itself and export/labels.py."""
+the PyTorch model, sentence-transformers, the ONNX graph itself and modelspec/ (the contract)."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import onnx
 import pytest
 from tritonclient.grpc import model_config_pb2
 
-from export import labels
-from export.base_model import base_model_dir
-from export.model import DEFAULT_WEIGHTS, OUTPUT_NAMES, load_router_model
+from export.model import DEFAULT_WEIGHTS, load_router_model
 from export.onnx_export import OPSET, encode, max_abs_diffs, ort_outputs, ort_session, torch_outputs
-from export.repository import (CONFIG_FILE, ONNX_FILE, VERSION, config_text, export_stamp, is_up_to_date,
-                               output_dims, parse_config)
+from export.repository import export_stamp, is_up_to_date
+from export.triton_config import CONFIG_FILE, ONNX_FILE, VERSION, config_text, parse_config
+from modelspec import interface, labels
+from modelspec.base_model import base_model_dir
+from modelspec.buckets import LENGTH_BUCKETS
+from modelspec.interface import OUTPUT_NAMES, output_dims
 
 TOLERANCE = 1e-4
 # Not the texts export_onnx checked itself; lengths from 3 to 256 (truncated) tokens.
@@ -36,7 +39,7 @@ def tokenizer():
 
 @pytest.fixture(scope="module")
 def onnx_path(model_repository):
-    return model_repository / labels.MODEL_NAME / VERSION / ONNX_FILE
+    return model_repository / interface.MODEL_NAME / VERSION / ONNX_FILE
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +54,7 @@ def torch_model():
 
 @pytest.fixture(scope="module")
 def served_config(model_repository):
-    return parse_config((model_repository / labels.MODEL_NAME / CONFIG_FILE).read_text())
+    return parse_config((model_repository / interface.MODEL_NAME / CONFIG_FILE).read_text())
 
 
 @pytest.mark.parametrize("pad_to", [None, 300], ids=["pad-to-longest", "extra-padding"])
@@ -98,7 +101,7 @@ def test_config_matches_onnx_graph(served_config, onnx_path):
     graph_model = onnx.load(str(onnx_path))
     graph = graph_model.graph
     assert {o.domain: o.version for o in graph_model.opset_import}[""] == OPSET
-    assert served_config.name == labels.MODEL_NAME and served_config.backend == "python"
+    assert served_config.name == interface.MODEL_NAME and served_config.backend == "python"
     assert [i.name for i in served_config.input] == [i.name for i in graph.input] == ["input_ids", "attention_mask"]
     for cfg_input, graph_input in zip(served_config.input, graph.input):
         assert graph_input.type.tensor_type.elem_type == onnx.TensorProto.INT64
@@ -112,13 +115,14 @@ def test_config_matches_onnx_graph(served_config, onnx_path):
         assert list(cfg_output.dims) == _onnx_dims(graph_output)[1:] == output_dims()[cfg_output.name]
 
 
-def test_config_carries_labels_of_export_labels(served_config):
+def test_config_carries_the_contract_of_modelspec(served_config):
     params = {k: v.string_value for k, v in served_config.parameters.items()}
     assert json.loads(params["domain_labels"]) == list(labels.DOMAINS)
     assert json.loads(params["task_labels"]) == list(labels.TASKS)
     assert json.loads(params["pii_tags"]) == list(labels.PII_TAGS)
-    assert int(params["embedding_dim"]) == labels.EMBEDDING_DIM
-    assert int(params["max_seq_len"]) == labels.MAX_SEQ_LEN
+    assert int(params["embedding_dim"]) == interface.EMBEDDING_DIM
+    assert int(params["max_seq_len"]) == interface.MAX_SEQ_LEN
+    assert json.loads(params["length_buckets"]) == list(LENGTH_BUCKETS)  # model.py groups rows by these
     assert int(params["intra_op_threads"]) >= 1
     assert served_config.dynamic_batching.max_queue_delay_microseconds == 500
     assert all(i.allow_ragged_batch for i in served_config.input)
@@ -138,3 +142,15 @@ def test_repository_is_stamped_with_its_weights(model_repository, tmp_path):
     other.write_bytes(DEFAULT_WEIGHTS.read_bytes() + b" ")
     assert export_stamp(other) != export_stamp(DEFAULT_WEIGHTS)
     assert not is_up_to_date(model_repository, other)
+
+
+def test_a_config_without_todays_contract_is_not_up_to_date(model_repository, tmp_path):
+    """An older export's config (no length_buckets) beside a current ONNX: rebuilt, not served
+    to a model.py that needs the parameter."""
+    repo = tmp_path / "repo"
+    shutil.copytree(model_repository, repo, ignore=shutil.ignore_patterns(ONNX_FILE))
+    (repo / interface.MODEL_NAME / VERSION / ONNX_FILE).symlink_to(model_repository / interface.MODEL_NAME / VERSION / ONNX_FILE)
+    assert is_up_to_date(repo, DEFAULT_WEIGHTS)
+    config = repo / interface.MODEL_NAME / CONFIG_FILE
+    config.write_text("".join(line for line in config.read_text().splitlines(keepends=True) if "length_buckets" not in line))
+    assert not is_up_to_date(repo, DEFAULT_WEIGHTS)

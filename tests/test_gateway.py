@@ -98,7 +98,7 @@ def test_health_ready_metrics(gateway, client):
     assert ready.status_code == 200 and ready.json()["classifier"] is True
     client.chat.completions.create(model="cheap", messages=[{"role": "user", "content": "hello"}])
     text = requests.get(f"{gateway.url}/metrics", timeout=5).text
-    assert 'semroute_requests_total{backend="cheap",category="none",rule="passthrough",status="200",task="none"}' in text
+    assert 'semroute_requests_total{api="chat",backend="cheap",category="none",rule="passthrough",status="200",task="none"}' in text
 
 
 def assert_openai_error(resp: requests.Response, status: int, code: str) -> dict:

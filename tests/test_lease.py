@@ -20,65 +20,65 @@ def authenticator(mode: str = "on", **key) -> Authenticator:
     return Authenticator(lambda: auth, "0.0.0.0")
 
 
-def arrive(auth: Authenticator, path: str = "/v1/chat/completions", secret: str | None = SECRET) -> Lease:
+async def arrive(auth: Authenticator, path: str = "/v1/chat/completions", secret: str | None = SECRET) -> Lease:
     headers = {"Authorization": f"Bearer {secret}"} if secret else {}
-    return auth.admit(make_mocked_request("POST", path, headers=headers))
+    return await auth.admit(make_mocked_request("POST", path, headers=headers))
 
 
-def refusal(call) -> APIError:
+async def refusal(call) -> APIError:
     with pytest.raises(APIError) as refused:
-        call()
+        await call()
     return refused.value
 
 
-def test_lease_charges_the_keys_bucket_and_later_requests_wait():
+async def test_lease_charges_the_keys_bucket_and_later_requests_wait():
     auth = authenticator(tokens_per_minute=100)
-    lease = arrive(auth)
+    lease = await arrive(auth)
     assert lease.tenant == "team"
-    lease.reserve(60)  # room for the prompt
-    lease.charge(150)  # the answer cost more than estimated: the key is in debt
-    err = refusal(lambda: arrive(auth))  # the next request of that key waits on arrival
+    await lease.reserve(60)  # room for the prompt
+    await lease.charge(150)  # the answer cost more than estimated: the key is in debt
+    err = await refusal(lambda: arrive(auth))  # the next request of that key waits on arrival
     assert (err.status, err.code, err.type) == (429, "rate_limit_exceeded", "tokens")
     assert int(err.headers["Retry-After"]) >= 30  # 50 tokens of debt + 1, at 100 per minute
-    assert refusal(lambda: lease.reserve(1)).status == 429
+    assert (await refusal(lambda: lease.reserve(1))).status == 429
 
 
-def test_reserve_refuses_a_prompt_larger_than_the_room_left():
-    lease = arrive(authenticator(tokens_per_minute=100))
-    lease.reserve(100)  # reserving takes nothing: only the charge does
-    lease.charge(90)
-    err = refusal(lambda: lease.reserve(20))
+async def test_reserve_refuses_a_prompt_larger_than_the_room_left():
+    lease = await arrive(authenticator(tokens_per_minute=100))
+    await lease.reserve(100)  # reserving takes nothing: only the charge does
+    await lease.charge(90)
+    err = await refusal(lambda: lease.reserve(20))
     assert err.status == 429 and err.headers["x-ratelimit-limit-tokens"] == "100"
 
 
-def test_request_rate_is_taken_on_arrival():
+async def test_request_rate_is_taken_on_arrival():
     auth = authenticator(requests_per_minute=2)
-    arrive(auth)
-    arrive(auth)
-    err = refusal(lambda: arrive(auth))
+    await arrive(auth)
+    await arrive(auth)
+    err = await refusal(lambda: arrive(auth))
     assert (err.status, err.type) == (429, "requests")
 
 
-def test_restrict_keeps_the_keys_backends_and_refuses_a_named_other():
-    lease = arrive(authenticator(backends=["cheap"]))
+async def test_restrict_keeps_the_keys_backends_and_refuses_a_named_other():
+    lease = await arrive(authenticator(backends=["cheap"]))
     assert lease.allows("cheap") and not lease.allows("dear")
     assert lease.restrict(("dear", "cheap"), passthrough=False) == ("cheap",)
     assert lease.restrict(("dear",), passthrough=False) == ("cheap",)  # "auto": the key's first backend instead
-    err = refusal(lambda: lease.restrict(("dear",), passthrough=True))
+    err = await refusal(lambda: lease.restrict(("dear",), passthrough=True))
     assert (err.status, err.code, err.param) == (403, "model_not_allowed", "model")
 
 
-def test_without_auth_the_lease_allows_all_and_counts_nothing():
+async def test_without_auth_the_lease_allows_all_and_counts_nothing():
     auth = authenticator(mode="off", tokens_per_minute=1)
-    lease = arrive(auth, secret=None)
+    lease = await arrive(auth, secret=None)
     assert lease.key is None and lease.tenant == ""
     assert lease.restrict(("a", "b"), passthrough=True) == ("a", "b")
-    lease.charge(10_000)
-    lease.reserve(10_000)  # no bucket: never refused
+    await lease.charge(10_000)
+    await lease.reserve(10_000)  # no bucket: never refused
 
 
-def test_probes_get_an_open_lease_and_chat_needs_a_valid_key():
+async def test_probes_get_an_open_lease_and_chat_needs_a_valid_key():
     auth = authenticator()
-    assert arrive(auth, "/healthz", secret=None).key is None
-    assert refusal(lambda: arrive(auth, secret=None)).code == "invalid_api_key"
-    assert refusal(lambda: arrive(auth, secret="sk-wrong")).status == 401
+    assert (await arrive(auth, "/healthz", secret=None)).key is None
+    assert (await refusal(lambda: arrive(auth, secret=None))).code == "invalid_api_key"
+    assert (await refusal(lambda: arrive(auth, secret="sk-wrong"))).status == 401

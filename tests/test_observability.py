@@ -78,7 +78,7 @@ def test_access_log_is_json_with_ids_and_no_prompt(gateway, client_prompt="Tell 
 def requests_total(gateway, status: str) -> float:
     """semroute_requests_total of requests refused before any decision, for one status."""
     text = requests.get(f"{gateway.url}/metrics", timeout=5, headers=getattr(gateway, "metrics_headers", {})).text
-    sample = f'semroute_requests_total{{backend="none",category="none",rule="none",status="{status}",task="none"}} '
+    sample = f'semroute_requests_total{{api="chat",backend="none",category="none",rule="none",status="{status}",task="none"}} '
     return next((float(line[len(sample):]) for line in text.splitlines() if line.startswith(sample)), 0.0)
 
 

@@ -48,9 +48,12 @@ def api_schema(gateway):
 
 
 OPERATIONS = [("POST", "/v1/chat/completions"), ("POST", "/v1/route"), ("GET", "/v1/models"),
+              ("POST", "/v1/messages"), ("POST", "/v1/responses"), ("POST", "/v1/completions"),
+              ("POST", "/v1/embeddings"), ("GET", "/v1/models/{model}"),
               ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/openapi.json")]
 
 
+MODEL_PATHS = {"/v1/chat/completions", "/v1/messages", "/v1/responses", "/v1/completions"}
 RUNS = [(m, p, schemathesis.GenerationMode.POSITIVE) for m, p in OPERATIONS]
 RUNS += [(m, p, schemathesis.GenerationMode.NEGATIVE) for m, p in OPERATIONS if m == "POST"]  # schema-invalid bodies
 
@@ -65,7 +68,7 @@ def test_schemathesis(api_schema, method, path, mode):
     @given(case=api_schema[path][method].as_strategy(mode), model=st.sampled_from(["auto", "auto", "cheap", "coder", None]))
     @settings(max_examples=40, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
     def run(case, model):
-        if model is not None and path == "/v1/chat/completions" and isinstance(case.body, dict):
+        if model is not None and path in MODEL_PATHS and isinstance(case.body, dict):
             case.body["model"] = model
         statuses.append(case.call_and_validate(checks=CHECKS, timeout=30).status_code)
 
@@ -80,6 +83,11 @@ def test_spec_is_built_from_the_protocol_models(gateway):
     assert set(request["required"]) == {"model", "messages"}
     assert request["properties"]["model"]["examples"] == ["auto", "cheap", "coder", "down"]
     assert spec["paths"]["/v1/chat/completions"]["post"]["security"] == []  # auth off on loopback
+    for path in ("/v1/messages", "/v1/responses", "/v1/completions", "/v1/embeddings", "/v1/models/{model}"):
+        assert path in spec["paths"]
+    assert set(spec["components"]["schemas"]["MessagesRequest"]["required"]) == {"model", "max_tokens", "messages"}
+    anthropic_error = spec["paths"]["/v1/messages"]["post"]["responses"]["400"]["content"]["application/json"]
+    assert anthropic_error["schema"]["$ref"].endswith("/AnthropicError")
     error = spec["components"]["schemas"]["ErrorDetail"]
     assert set(error["required"]) == {"message", "type", "param", "code"}
 

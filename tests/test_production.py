@@ -21,20 +21,21 @@ import numpy as np
 import pytest
 import yaml
 
-from export import labels
-from export.model import OUTPUT_NAMES
-from export.repository import CONFIG_FILE, ONNX_FILE, VERSION, parse_config
 from export.tensorrt import (TENSORRT_ONNX_OPS, beyond_fp16_constants, fp32_pinned_nodes, optimization_profiles,
                              tensorrt_problems)
-from export.variants import (OFFSETS_OUTPUT, TARGETS, TEXT_INPUT, TEXT_MODEL, TOKENIZER_MODEL, add_text_models,
-                             export_target, onnxruntime_config_text, served_parameters, signature_problems)
+from export.text_models import OFFSETS_OUTPUT, TEXT_INPUT, TEXT_MODEL, TOKENIZER_MODEL, add_text_models
+from export.triton_config import CONFIG_FILE, ONNX_FILE, VERSION, parse_config, served_parameters
+from export.variants import TARGETS, export_target, onnxruntime_config_text, signature_problems
+from modelspec import interface, labels
+from modelspec.interface import OUTPUT_NAMES
 from tests.conftest import REPO_ROOT, free_ports
 
-MODEL = labels.MODEL_NAME
+MODEL = interface.MODEL_NAME
 MAX_BATCH = 64
 DEPLOY = REPO_ROOT / "deploy"
 ENTRYPOINT = DEPLOY / "triton" / "entrypoint.sh"
-K8S_MANIFESTS = (DEPLOY / "k8s" / "triton.yaml", DEPLOY / "k8s" / "gateway.yaml", DEPLOY / "k8s" / "envoy.yaml")
+K8S_MANIFESTS = (DEPLOY / "k8s" / "triton.yaml", DEPLOY / "k8s" / "redis.yaml", DEPLOY / "k8s" / "gateway.yaml",
+                 DEPLOY / "k8s" / "envoy.yaml")
 DOCKERFILES = (DEPLOY / "triton" / "Dockerfile", DEPLOY / "gateway.Dockerfile")
 TEXTS = (
     "hi",
@@ -134,7 +135,7 @@ def test_tensorrt_variant_batches_on_two_gpu_instances_with_every_profile(varian
 def test_profiles_cover_every_sequence_length_once():
     profiles = optimization_profiles(MAX_BATCH)
     covered = [seq for p in profiles for seq in range(p.seq_min, p.seq_max + 1)]
-    assert covered == list(range(1, labels.MAX_SEQ_LEN + 1))
+    assert covered == list(range(1, interface.MAX_SEQ_LEN + 1))
     assert all(p.shapes()[0][0] == 1 and p.shapes()[2][0] == MAX_BATCH for p in profiles)
     with pytest.raises(ValueError):
         optimization_profiles(0)
@@ -301,10 +302,10 @@ def text_triton(model_repository, tmp_path_factory, trace_flags):
 def tokenizer():
     from tokenizers import Tokenizer
 
-    from export.base_model import tokenizer_file
+    from modelspec.base_model import tokenizer_file
 
     tok = Tokenizer.from_file(str(tokenizer_file()))
-    tok.enable_truncation(labels.MAX_SEQ_LEN)
+    tok.enable_truncation(interface.MAX_SEQ_LEN)
     tok.no_padding()
     return tok
 
@@ -341,7 +342,7 @@ def test_router_text_answers_as_router_does_for_the_same_text(text_triton, token
             for name in OUTPUT_NAMES:
                 np.testing.assert_allclose(by_text[name], by_ids[name], atol=1e-6, err_msg=name)
             np.testing.assert_array_equal(by_text[OFFSETS_OUTPUT][0], np.array(encoding.offsets))
-        assert by_text["pii_logits"].shape[1] == labels.MAX_SEQ_LEN  # the long text is cut at the window
+        assert by_text["pii_logits"].shape[1] == interface.MAX_SEQ_LEN  # the long text is cut at the window
 
 
 def test_router_text_pads_a_batch_of_texts_without_changing_any(text_triton, tokenizer):

@@ -57,7 +57,7 @@ async def route_all(cfg: Config, triton_url: str, requests: list[dict], session_
         for i, body in enumerate(requests):
             sid = session_ids[i] if session_ids else None
             routed = await router.route(ChatCompletionRequest.model_validate({"model": "auto", **body}), sid)
-            router.remember(sid, routed.decision)
+            await router.remember(sid, routed.decision)
             out.append(routed)
         return out
     finally:

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from export import labels, thresholds
+from export import thresholds
+from modelspec import labels
 
 
 def _probs(rows: list[dict[str, float]]) -> np.ndarray:

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from export import calibration, data
+from export import data
 from export.model import load_router_model, read_weights_meta
+from modelspec import calibration
 
 try:
     data.resolve_data_dir()
@@ -53,7 +54,7 @@ def test_smoke_weights_load_and_change_the_outputs(smoke_weights):
 def test_embedding_stays_the_sentence_transformers_embedding(smoke_weights):
     from sentence_transformers import SentenceTransformer
 
-    from export.base_model import base_model_dir
+    from modelspec.base_model import base_model_dir
 
     ours = _outputs(load_router_model(smoke_weights))[0]
     ref = SentenceTransformer(str(base_model_dir()), device="cpu").encode(PROMPTS, normalize_embeddings=True)

@@ -3,22 +3,27 @@ dynamic batching across requests of different lengths, and the launcher's errors
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as grpcclient_aio
+from google.protobuf import text_format
 from tritonclient.utils import InferenceServerException
 
 from control.tritonserver import TritonServer
-from export import labels
-from export.model import OUTPUT_NAMES
-from export.repository import ONNX_FILE, VERSION
+from export.triton_config import CONFIG_FILE, ONNX_FILE, VERSION, parse_config
+from modelspec import interface, labels
+from modelspec.interface import INPUT_NAMES, OUTPUT_NAMES
 from tests.conftest import free_ports
 
 TOLERANCE = 1e-4
-MODEL = labels.MODEL_NAME
+MODEL = interface.MODEL_NAME
 TEXTS = (
     "Hello there.",
     "Which is larger, 2^10 or 10^3? Explain briefly.",
@@ -58,15 +63,14 @@ def encode(tokenizer, texts) -> tuple[np.ndarray, np.ndarray]:
 
 
 def infer_inputs(module, ids: np.ndarray, mask: np.ndarray) -> list:
-    inputs = [module.InferInput("input_ids", list(ids.shape), "INT64"),
-              module.InferInput("attention_mask", list(mask.shape), "INT64")]
-    inputs[0].set_data_from_numpy(ids)
-    inputs[1].set_data_from_numpy(mask)
+    inputs = [module.InferInput(name, list(ids.shape), "INT64") for name in INPUT_NAMES]
+    for tensor, array in zip(inputs, (ids, mask), strict=True):
+        tensor.set_data_from_numpy(array)
     return inputs
 
 
 def in_process(session, ids, mask) -> dict[str, np.ndarray]:
-    return dict(zip(OUTPUT_NAMES, session.run(list(OUTPUT_NAMES), {"input_ids": ids, "attention_mask": mask})))
+    return dict(zip(OUTPUT_NAMES, session.run(list(OUTPUT_NAMES), dict(zip(INPUT_NAMES, (ids, mask))))))
 
 
 def model_counts(client) -> tuple[int, int]:
@@ -125,7 +129,7 @@ def test_dynamic_batching_under_concurrency(triton, client, tokenizer):
     before = model_counts(client)
     results = asyncio.run(infer_concurrently(triton.grpc_url, requests))
     inferences, executions = counts_since(client, before, 64)
-    assert len(results) == 64 and all(r["embedding"].shape == (1, labels.EMBEDDING_DIM) for r in results)
+    assert len(results) == 64 and all(r["embedding"].shape == (1, interface.EMBEDDING_DIM) for r in results)
     assert inferences == 64 and executions < inferences, (inferences, executions)
     total_inferences, total_executions = model_counts(client)
     assert total_inferences > total_executions
@@ -133,7 +137,7 @@ def test_dynamic_batching_under_concurrency(triton, client, tokenizer):
 
 def test_bad_request_gets_an_error_and_others_are_served(triton, client, tokenizer):
     good = encode(tokenizer, ["fine"])
-    too_long = np.ones((1, labels.MAX_SEQ_LEN + 1), dtype=np.int64)
+    too_long = np.ones((1, interface.MAX_SEQ_LEN + 1), dtype=np.int64)
     with pytest.raises(InferenceServerException, match="sequence length"):
         client.infer(MODEL, infer_inputs(grpcclient, too_long, too_long))
     out_of_vocabulary = np.array([[101, 10**9, 102]], dtype=np.int64)
@@ -146,7 +150,7 @@ def test_bad_request_gets_an_error_and_others_are_served(triton, client, tokeniz
                                         return_exceptions=True)
 
     served, failed = asyncio.run(mixed())
-    assert served.as_numpy("embedding").shape == (1, labels.EMBEDDING_DIM)
+    assert served.as_numpy("embedding").shape == (1, interface.EMBEDDING_DIM)
     assert isinstance(failed, InferenceServerException) and "inference failed" in str(failed)
 
 
@@ -167,3 +171,77 @@ def test_server_that_exits_fails_fast_with_its_log(tmp_path):
             pass
     assert "config.pbtxt" in str(error.value) or "model_config" in str(error.value), error.value
     assert server.process.poll() is not None
+
+
+# --- what model.py knows of the contract comes from its config --------------------------------
+
+def router_copy(model_repository, repo, **parameters: str | None):
+    """`repo`/router: the exported router with these config parameters changed (None: removed)."""
+    source, model = model_repository / MODEL, repo / MODEL
+    (model / VERSION).mkdir(parents=True, exist_ok=True)
+    for name in ("model.py", ONNX_FILE):
+        link = model / VERSION / name
+        if not link.exists():
+            link.symlink_to((source / VERSION / name).resolve())
+    config = parse_config((source / CONFIG_FILE).read_text())
+    for key, value in parameters.items():
+        if value is None:
+            del config.parameters[key]
+        else:
+            config.parameters[key].string_value = value
+    (model / CONFIG_FILE).write_text(text_format.MessageToString(config))
+
+
+def load_router(server) -> tuple[int, str]:
+    """Triton's answer to loading the router (explicit model control): (status, body)."""
+    request = urllib.request.Request(f"{server.http_url}/v2/repository/models/{MODEL}/load", data=b"{}", method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+@contextmanager
+def explicit_triton(repo, tmp_path):
+    """A Triton of the test's own over `repo` that loads models only when told to."""
+    server = TritonServer(repo, *free_ports(3), log_file=tmp_path / "triton.log", extra_args=["--model-control-mode=explicit"])
+    server.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not _live(server):
+            assert server.process.poll() is None and time.monotonic() < deadline, server.log_tail()
+            time.sleep(0.25)
+        yield server
+    finally:
+        server.stop()
+
+
+def _live(server) -> bool:
+    try:
+        with urllib.request.urlopen(f"{server.http_url}/v2/health/live", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def test_router_groups_rows_by_the_length_buckets_of_its_config(model_repository, session, tokenizer, tmp_path):
+    router_copy(model_repository, tmp_path / "repo", length_buckets=json.dumps([8, 40, 256]))
+    with explicit_triton(tmp_path / "repo", tmp_path) as server:
+        status, body = load_router(server)
+        assert status == 200, body
+        assert "width groups [8, 40, 256]" in server.log_file.read_text(), server.log_tail()
+        with grpcclient.InferenceServerClient(server.grpc_url) as client:
+            ids, mask = encode(tokenizer, TEXTS)
+            result = client.infer(MODEL, infer_inputs(grpcclient, ids, mask))
+    expected = in_process(session, ids, mask)
+    for name in OUTPUT_NAMES:
+        np.testing.assert_allclose(result.as_numpy(name), expected[name], atol=TOLERANCE, err_msg=name)
+
+
+@pytest.mark.parametrize("parameter", ["length_buckets", "max_seq_len"])
+def test_router_without_its_contract_parameters_refuses_to_load(model_repository, parameter, tmp_path):
+    router_copy(model_repository, tmp_path / "repo", **{parameter: None})
+    with explicit_triton(tmp_path / "repo", tmp_path) as server:
+        status, body = load_router(server)
+    assert status == 400 and f"lacks parameter '{parameter}'" in body and "semroute export" in body, (status, body)

@@ -11,32 +11,34 @@ import argparse
 import asyncio
 import csv
 import json
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import tritonclient.grpc.aio as aio
 
-OUTPUTS = ("embedding", "domain_probs", "task_probs", "jailbreak_prob", "strong_prob", "pii_logits", "harmful_prob")
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # modelspec: the standard library only
+from modelspec.interface import INPUT_IDS, INPUT_NAMES, MODEL_NAME, OUTPUT_NAMES  # noqa: E402
 
 
 def load_rows(path: str | None, seq_len: int, count: int = 512) -> np.ndarray:
     """[count, seq_len] token ids: real prompts (bench/pa_data.py JSON) or random ids."""
     if path:
         data = json.load(open(path))["data"]
-        rows = [np.array(d["input_ids"]["content"][:seq_len], dtype=np.int64) for d in data]
+        rows = [np.array(d[INPUT_IDS]["content"][:seq_len], dtype=np.int64) for d in data]
         return np.stack([np.pad(r, (0, seq_len - len(r))) for r in rows])
     return np.random.default_rng(0).integers(1000, 20000, (count, seq_len), dtype=np.int64)
 
 
 def make_requests(rows: np.ndarray, per_request: int, n: int = 32) -> list[list]:
-    requested = [aio.InferRequestedOutput(o) for o in OUTPUTS]
+    requested = [aio.InferRequestedOutput(o) for o in OUTPUT_NAMES]
     out = []
     for i in range(n):
         ids = np.take(rows, range(i * per_request, (i + 1) * per_request), axis=0, mode="wrap")
-        inputs = [aio.InferInput("input_ids", list(ids.shape), "INT64"),
-                  aio.InferInput("attention_mask", list(ids.shape), "INT64")]
-        inputs[0].set_data_from_numpy(ids)
-        inputs[1].set_data_from_numpy((ids != 0).astype(np.int64))
+        inputs = [aio.InferInput(name, list(ids.shape), "INT64") for name in INPUT_NAMES]
+        for tensor, array in zip(inputs, (ids, (ids != 0).astype(np.int64)), strict=True):
+            tensor.set_data_from_numpy(array)
         out.append((inputs, requested))
     return out
 
@@ -108,7 +110,7 @@ async def main_async(a) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default="127.0.0.1:8001")
-    parser.add_argument("--model", default="router")
+    parser.add_argument("--model", default=MODEL_NAME)
     parser.add_argument("--rows", type=int, default=128, help="sequences per request")
     parser.add_argument("--seq-len", type=int, default=32)
     parser.add_argument("--input-data", help="bench/pa_data.py JSON (real tokenized prompts); default random ids")

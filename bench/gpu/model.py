@@ -3,7 +3,8 @@
 
 - fp16 on the GPU, inputs and outputs through DLPack (no numpy in the data path: the stub
   drops numpy-built outputs under numpy 2, ../shared/gpu/README.md);
-- requests of one dynamic batch are grouped by width (16/32/64/128/256), padded to a row
+- requests of one dynamic batch are grouped by width (the gateway's length buckets, from the
+  config, as the tensor names: make_repo.py writes them from modelspec), padded to a row
   bucket (powers of two) and replayed as a CUDA graph captured once per (rows, width):
   a batch-1 eager forward costs ~5 ms of launches, its graph ~0.3 ms (shared/gpu figures);
 - on a CPU instance (the CPU test of this script) the same code runs eagerly in fp32.
@@ -20,9 +21,6 @@ from pathlib import Path
 import torch
 import triton_python_backend_utils as pb_utils
 from torch.utils.dlpack import from_dlpack, to_dlpack
-
-OUTPUT_NAMES = ("embedding", "domain_probs", "task_probs", "jailbreak_prob", "strong_prob", "pii_logits", "harmful_prob")
-WIDTHS = (16, 32, 48, 64, 96, 128, 192, 256)  # the gateway's length buckets (control/signals.py)
 
 
 def _bucket(n, buckets):
@@ -61,6 +59,10 @@ class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        self.input_names = [t["name"] for t in config["input"]]     # token ids, then the mask
+        self.output_names = [t["name"] for t in config["output"]]   # in RouterModel.forward's order
+        self.per_token = {t["name"] for t in config["output"] if len(t["dims"]) > 1 and int(t["dims"][0]) == -1}
+        self.widths = tuple(json.loads(params["length_buckets"]))
         gpu = args["model_instance_kind"] == "GPU" and torch.cuda.is_available()
         self.device = torch.device(f"cuda:{args['model_instance_device_id']}" if gpu else "cpu")
         self.dtype = torch.float16 if gpu else torch.float32
@@ -86,11 +88,11 @@ class TritonPythonModel:
 
     @torch.inference_mode()
     def execute(self, requests):
-        inputs = [(from_dlpack(pb_utils.get_input_tensor_by_name(r, "input_ids").to_dlpack()),
-                   from_dlpack(pb_utils.get_input_tensor_by_name(r, "attention_mask").to_dlpack())) for r in requests]
+        inputs = [tuple(from_dlpack(pb_utils.get_input_tensor_by_name(r, name).to_dlpack()) for name in self.input_names)
+                  for r in requests]
         groups = {}
         for k, (ids, _) in enumerate(inputs):
-            groups.setdefault(_bucket(ids.shape[1], WIDTHS), []).append(k)
+            groups.setdefault(_bucket(ids.shape[1], self.widths), []).append(k)
         responses = [None] * len(requests)
         for width, members in groups.items():
             outputs = self._run([inputs[k] for k in members], width)
@@ -98,15 +100,14 @@ class TritonPythonModel:
             for k in members:
                 rows, seq = inputs[k][0].shape
                 tensors = [pb_utils.Tensor.from_dlpack(name, to_dlpack(self._cut(name, out, start, rows, seq)))
-                           for name, out in zip(OUTPUT_NAMES, outputs)]
+                           for name, out in zip(self.output_names, outputs)]
                 responses[k] = pb_utils.InferenceResponse(output_tensors=tensors)
                 start += rows
         return responses
 
-    @staticmethod
-    def _cut(name, out, start, rows, seq):
+    def _cut(self, name, out, start, rows, seq):
         part = out[start:start + rows]
-        return (part[:, :seq] if name == "pii_logits" else part).contiguous()
+        return (part[:, :seq] if name in self.per_token else part).contiguous()
 
     def _run(self, batch, width):
         """Every output for the rows of `batch` (one width group), fp32 on the CPU."""

@@ -16,8 +16,8 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from bench.common import real_prompts  # noqa: E402
-from export.model import OUTPUT_NAMES  # noqa: E402
 from export.onnx_export import encode, load_tokenizer, ort_session  # noqa: E402
+from modelspec.interface import INPUT_NAMES, MODEL_NAME, OUTPUT_NAMES, PER_TOKEN_OUTPUT  # noqa: E402
 
 TOLERANCE = 2e-4
 
@@ -29,19 +29,18 @@ def main() -> None:
     session = ort_session(REPO / "model_repository" / "router" / "1" / "model.onnx")
     prompts = sorted(real_prompts(12), key=len)
     ids, mask = encode(load_tokenizer(), prompts)
-    expected = dict(zip(OUTPUT_NAMES, session.run(list(OUTPUT_NAMES), {"input_ids": ids, "attention_mask": mask})))
+    expected = dict(zip(OUTPUT_NAMES, session.run(list(OUTPUT_NAMES), dict(zip(INPUT_NAMES, (ids, mask))))))
     worst = 0.0
     with grpcclient.InferenceServerClient(a.url) as client:
         for rows in (slice(0, len(prompts)), slice(0, 1), slice(len(prompts) - 1, len(prompts))):
             x, m = ids[rows], mask[rows]
-            inputs = [grpcclient.InferInput("input_ids", list(x.shape), "INT64"),
-                      grpcclient.InferInput("attention_mask", list(m.shape), "INT64")]
-            inputs[0].set_data_from_numpy(np.ascontiguousarray(x))
-            inputs[1].set_data_from_numpy(np.ascontiguousarray(m))
-            result = client.infer("router", inputs)
+            inputs = [grpcclient.InferInput(name, list(x.shape), "INT64") for name in INPUT_NAMES]
+            for tensor, array in zip(inputs, (x, m), strict=True):
+                tensor.set_data_from_numpy(np.ascontiguousarray(array))
+            result = client.infer(MODEL_NAME, inputs)
             for name in OUTPUT_NAMES:
                 got, want = result.as_numpy(name), expected[name][rows]
-                if name == "pii_logits":  # compare real tokens only (padding rows differ by design)
+                if name == PER_TOKEN_OUTPUT:  # compare real tokens only (padding rows differ by design)
                     keep = m.astype(bool)
                     got, want = got[keep], want[keep]
                 worst = max(worst, float(np.abs(got - want).max()))

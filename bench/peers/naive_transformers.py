@@ -16,8 +16,8 @@ import torch
 from transformers import AutoTokenizer
 
 from bench.common import closed_loop, real_prompts
-from export.base_model import base_model_dir
-from export.labels import MAX_SEQ_LEN
+from modelspec.base_model import base_model_dir
+from modelspec.interface import MAX_SEQ_LEN
 from export.model import DEFAULT_WEIGHTS, load_router_model
 
 

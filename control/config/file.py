@@ -13,10 +13,13 @@ from pydantic import Field, ValidationError, model_validator
 
 from control.config.access import Auth, MetricsAccess
 from control.config.backends import Backend
+from control.config.feedback import FeedbackConfig
 from control.config.base import BACKEND, DOMAIN, LABEL, TASK, Strict, named, repeated
 from control.config.limits import Limits
 from control.config.resilience import Resilience
+from control.config.responses import ResponsesConfig
 from control.config.routing import CacheConfig, CustomCategory, EmbeddingRoute, Routing
+from control.config.state import StateConfig
 
 
 class ConfigError(ValueError):
@@ -30,10 +33,13 @@ class Config(Strict):
     categories: list[CustomCategory] = Field(default_factory=list, description="categories of your own, learned "
                                                                                  "from examples at start-up")
     cache: CacheConfig = CacheConfig()
+    feedback: FeedbackConfig = FeedbackConfig()
     resilience: Resilience = Resilience()
     auth: Auth = Auth()
     metrics: MetricsAccess = MetricsAccess()
     limits: Limits = Limits()
+    responses: ResponsesConfig = ResponsesConfig()
+    state: StateConfig = StateConfig()
 
     @model_validator(mode="after")
     def _references_exist(self) -> "Config":

@@ -11,6 +11,7 @@ from pydantic import Field, model_validator
 
 from control.config.base import AnyLabel, BackendName, DomainLabel, Strict, TaskLabel, repeated
 from control.config.when import When
+from control.config.selection import BudgetSelection, QualitySelection
 
 
 class Rule(Strict):
@@ -115,6 +116,8 @@ class Routing(Strict):
     safety: Safety = Safety()
     sessions: Sessions = Sessions()
     health: Health = Health()
+    quality: QualitySelection | None = Field(None, description="learned selection by estimated quality and price")
+    budget: BudgetSelection | None = Field(None, description="learned selection paced to a spend per hour")
     selectors: list[str] | None = Field(
         None, description="the order in which selectors propose backends, first match wins (default: rules, tasks, "
                           "domains, model_scores, strong); routing.default answers when none does")

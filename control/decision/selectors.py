@@ -94,3 +94,7 @@ def split(rule: Rule, draw: float) -> list[str]:
         if draw < edge:
             return [backend] + [b for b in rule.backends if b != backend]
     return list(rule.backends)
+
+
+# The learned selectors (issue 14), registered after the built-ins: quality, budget.
+import control.selection.choosers  # noqa: E402,F401  (registers quality and budget)

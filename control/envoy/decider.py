@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 
-from control import metrics
+from multidict import CIMultiDict
+
+from control import metrics, redact
 from control.cache import CachedResponse
 from control.config import Config
 from control.envoy.usage import UsageReader
@@ -35,44 +37,46 @@ class Decider:
         return self.gateway.classifier
 
     async def start(self) -> None:
+        redact.register(self.config)  # backend keys masked in error messages and logs, as in the gateway
         if await self.gateway.classifier_ready():
             await self.gateway.router.start()  # label check and route embeddings now, not on the first request
 
-    def context(self, headers: dict[str, str]) -> RequestContext:
+    async def context(self, headers: dict[str, str]) -> RequestContext:
         """The request's context and its key's lease (401/429 refusals raise here)."""
-        lease = self.gateway.auth.lease_for(headers.get(":path", "/").split("?")[0], headers.get("authorization", ""))
+        lease = await self.gateway.auth.lease_for(headers.get(":path", "/").split("?")[0], CIMultiDict(headers))
         return RequestContext(request_id=headers.get("x-request-id", "")[:128], lease=lease,
                               session_id=headers.get("x-session-id"), debug=headers.get("x-semroute-debug") == "1")
 
     async def decide(self, raw: bytes, headers: dict[str, str]) -> tuple[ChatCall, CachedResponse | None]:
         """parse → admit → route → cache: the routed call, and a stored answer when there is one."""
         limits = self.config.limits
-        ctx = self.context(headers)
+        ctx = await self.context(headers)
         if len(raw) > limits.max_body_bytes:
             raise APIError(413, f"request body is larger than {limits.max_body_bytes} bytes", code="request_too_large")
         body = (await asyncio.to_thread(parse_big_json, raw, limits) if len(raw) > limits.parse_in_thread_bytes
                 else parse_json(raw, limits))
         call = self.pipeline.parse(ctx, body)
-        self.pipeline.admit(call)
+        await self.pipeline.admit(call)
         await self.pipeline.route(call)
-        return call, self.pipeline.lookup(call)
+        return call, await self.pipeline.lookup(call)
 
-    def settle(self, call: ChatCall, answered_by: str, status: int, usage: UsageReader) -> None:
+    async def settle(self, call: ChatCall, answered_by: str, status: int, usage: UsageReader) -> None:
         """The answer has passed through Envoy: the pipeline's settle (usage, cost, the key's
         tokens, the cache) and the request's count."""
         backend = self.config.backend(answered_by) or self.config.backend(call.candidates[0])
-        outcome = RelayOutcome(backend=backend, content_type=usage.content_type or "application/json")
+        outcome = RelayOutcome(backend=backend, content_type=usage.content_type or "application/json",
+                               whole_usage=usage.usage())
         if usage.streamed:
-            outcome.sent = Sent(recording=None, tail=usage.tail, events=usage.events)
+            outcome.sent = Sent(recording=None, events=usage.events, done=usage.complete())
         else:
             outcome.body = usage.body()
         if status == 200 and usage.complete():
             outcome.recorded = usage.body()
-        self.pipeline.settle(call, outcome)
-        self.finished(call, status, backend.name)
+        await self.pipeline.settle(call, outcome)
+        await self.finished(call, status, backend.name)
 
-    def finished(self, call: ChatCall, status: int, answered_by: str) -> None:
-        self.pipeline.finished(call, status, answered_by)
+    async def finished(self, call: ChatCall, status: int, answered_by: str) -> None:
+        await self.pipeline.finished(call, status, answered_by)
         metrics.REQUESTS.labels(**call.labels, status=str(status)).inc()
 
     @staticmethod

@@ -92,7 +92,7 @@ class DecisionStream:
             self.usage.feed(chunk)
             if not request.response_body.end_of_stream:
                 return wire.continue_response_body()
-            self._settle()
+            await self._settle()
             return wire.continue_response_body(self._ending(chunk))
         return None
 
@@ -116,7 +116,7 @@ class DecisionStream:
                                                                  "degraded": problem})
         if method == "GET" and path == "/v1/models":
             try:
-                lease = self.decider.context(self.headers).lease
+                lease = (await self.decider.context(self.headers)).lease
             except APIError as err:
                 return wire.error_response(err)
             return wire.json_response(200, self.decider.models(lease.allows))
@@ -140,7 +140,7 @@ class DecisionStream:
             return wire.error_response(err, {"x-request-id": self.headers.get("x-request-id", "")})
         call = self.call
         if cached is not None:
-            self.decider.finished(call, 200, cached.backend)
+            await self.decider.finished(call, 200, cached.backend)
             return wire.immediate(200, cached.body, {"content-type": cached.content_type, **call.headers},
                                   details="semroute_cache_hit")
         route = {ROUTE_HEADER: route_value(call.candidates)}
@@ -164,9 +164,9 @@ class DecisionStream:
             out["x-semroute-fallback-from"] = first
         return wire.continue_response_headers(set_headers=out)
 
-    def _settle(self) -> None:
+    async def _settle(self) -> None:
         if self.call is not None:
-            self.decider.settle(self.call, self.answered_by or self.call.candidates[0], int(self.status), self.usage)
+            await self.decider.settle(self.call, self.answered_by or self.call.candidates[0], int(self.status), self.usage)
 
 
 class AttemptStream:

@@ -15,7 +15,7 @@ from control.reload import ConfigReloader, install_config, snapshot_middleware
 from control.serving.chat import ChatPipeline
 from control.serving.gateway import Gateway
 from control.serving.handlers import Endpoints
-from control.serving.middleware import CHAT_PATH, count_requests_middleware, errors_middleware
+from control.serving.middleware import API_PATHS, count_requests_middleware, errors_middleware
 from control.signals import Classifier
 
 log = logging.getLogger("semroute.gateway")
@@ -47,10 +47,13 @@ def create_app(config: Config, triton_url: str, host: str = "127.0.0.1", config_
 
 
 def add_routes(router: web.UrlDispatcher, gateway: Gateway) -> None:
-    chat, endpoints = ChatPipeline(gateway), Endpoints(gateway)
-    router.add_post(CHAT_PATH, chat.handle)
+    endpoints = Endpoints(gateway)
+    for path, api in API_PATHS.items():  # every API through the one pipeline, each in its dialect
+        router.add_post(path, ChatPipeline(gateway, api).handle)
     router.add_post("/v1/route", endpoints.route_only)
+    router.add_post("/v1/feedback", gateway.feedback.post)
     router.add_get("/v1/models", endpoints.models)
+    router.add_get("/v1/models/{model}", endpoints.model)
     router.add_get("/healthz", endpoints.healthz)
     router.add_get("/readyz", endpoints.readyz)
     router.add_get("/metrics", endpoints.metrics)
@@ -70,7 +73,9 @@ async def _on_startup(app: web.Application) -> None:
 
 async def _on_cleanup(app: web.Application) -> None:
     gateway = app[GATEWAY]
+    gateway.feedback.close()
     await gateway.upstream.close()
+    await gateway.state.close()
     await gateway.classifier.close()
     provider = trace.get_tracer_provider()
     if hasattr(provider, "shutdown"):

@@ -1,8 +1,11 @@
-"""POST /v1/chat/completions: parse → admit → route → cache → relay → settle.
+"""POST /v1/chat/completions (and every other API): parse → admit → route → cache → relay → settle.
 
 Each step is one method over a `ChatCall` (the request's state so far). Only `handle` and the
 relay see aiohttp; parse, admit, route, the cache and settling work on the call and its
-`RequestContext`, so other wire formats or data planes can run the same steps.
+`RequestContext`, so other wire formats or data planes can run the same steps. The other APIs
+(Messages, Responses, completions, embeddings) run these same steps: what differs is the
+request's `Dialect` (control/protocols/dialects.py), which says what the router reads, what each
+backend is sent and how the answer reaches the client.
 """
 from __future__ import annotations
 
@@ -22,6 +25,8 @@ from control.config import Backend, Config
 from control.degrade import degraded_headers
 from control.limits import read_json
 from control.protocol import APIError, ChatCompletionRequest
+from control.protocols.dialects import PARSERS, Dialect, dialect_for
+from control.protocols.endpoints import API
 from control.router import Routed
 from control.serving.context import RequestContext
 from control.serving.explain import decision_attributes, route_headers
@@ -30,6 +35,7 @@ from control.serving.middleware import LABELS, NO_LABELS, context_of
 from control.serving.narrowing import narrowed
 from control.serving.parsing import parse_model, prompt_tokens
 from control.serving.relay import RelayOutcome, RelayPlan
+from control.serving.responses_turns import ResponsesTurns
 from control.signals import timed_ms
 from control.telemetry import TRACER
 from control.upstream import body_for
@@ -51,57 +57,66 @@ class ChatCall:
     labels: dict[str, str] = field(default_factory=lambda: dict(NO_LABELS))  # the request counter's
     cache_key: CacheKey | None = None  # set when the answer may come from, and go to, the cache
     answer_start: float = 0.0
+    dialect: Dialect | None = None  # the API it came in on: what backends are sent, what the client gets
 
 
 class ChatPipeline:
-    def __init__(self, gateway: Gateway):
-        self.gateway = gateway
+    def __init__(self, gateway: Gateway, api: API = "chat"):
+        self.gateway, self.api = gateway, api
+        self.turns = ResponsesTurns(gateway) if api == "responses" else None  # previous_response_id
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         ctx = context_of(request)
         call = self.parse(ctx, await read_json(request, self.gateway.config.limits))
-        self.admit(call)
+        await self.admit(call)
         await self.route(call)
         request[LABELS] = call.labels  # counted with the final status by count_requests_middleware
         with self.logged(call):
-            found = self.lookup(call)
+            found = await self.lookup(call)
             response = await self.relay(request, call) if found is None else cached_response(found, call.headers)
-        self.finished(call, response.status, response.headers.get("x-semroute-model", call.candidates[0]))
+        await self.finished(call, response.status, response.headers.get("x-semroute-model", call.candidates[0]))
         return response
 
     def parse(self, ctx: RequestContext, body: dict) -> ChatCall:
-        chat = parse_model(ChatCompletionRequest, body)
-        return ChatCall(ctx, body, chat, prompt_tokens(chat, self.gateway.config.limits))
+        parsed = parse_model(PARSERS[self.api], body)
+        history = self.turns.history(parsed, ctx.lease.tenant) if self.turns else None
+        dialect = dialect_for(self.api, body, parsed, history)
+        call = ChatCall(ctx, body, dialect.routing, prompt_tokens(dialect.routing, self.gateway.config.limits))
+        call.dialect, call.labels["api"] = dialect, self.api
+        return call
 
-    def admit(self, call: ChatCall) -> None:
+    async def admit(self, call: ChatCall) -> None:
         """The key must have room for the prompt's estimated tokens (else 429)."""
-        call.ctx.lease.reserve(call.prompt_tokens)
+        await call.ctx.lease.reserve(call.prompt_tokens)
 
     async def route(self, call: ChatCall) -> None:
         """The decision, narrowed to the candidates this request can use, and its headers."""
         gateway, ctx = self.gateway, call.ctx
+        gateway.feedback.learn()  # ratings other workers took, folded in before deciding
         with TRACER.start_as_current_span("route") as span:
             routed = await gateway.guard.route(gateway.router, call.chat, ctx.session_id, gateway.config)
             needs = capabilities.needs_of(call.chat, call.prompt_tokens)
-            call.routed, call.candidates = narrowed(routed, needs, gateway.config, ctx.lease, gateway.relay.breakers)
+            call.routed, call.candidates = await narrowed(routed, needs, gateway.config, ctx.lease,
+                                                          gateway.relay.breakers, self.api)
             span.set_attributes(decision_attributes(call.routed))
         metrics.DECISION_SECONDS.observe(time.perf_counter() - ctx.start)
         trace.get_current_span().set_attributes(decision_attributes(call.routed))
         call.headers = {**route_headers(call.routed, ctx), **degraded_headers(call.routed)}
         call.labels = {"backend": call.candidates[0], "category": call.headers["x-semroute-category"],
-                       "task": call.headers["x-semroute-task"], "rule": call.routed.decision.rule}
+                       "task": call.headers["x-semroute-task"], "rule": call.routed.decision.rule, "api": self.api}
 
-    def lookup(self, call: ChatCall) -> CachedResponse | None:
+    async def lookup(self, call: ChatCall) -> CachedResponse | None:
         """A stored answer for this request, or None (and x-semroute-cache says which)."""
         call.answer_start = time.perf_counter()  # the answer's clock, cache hits included
         decision, signals, config = call.routed.decision, call.routed.signals, self.gateway.config
-        if not decision.cache or signals is None:
+        question = call.dialect.cache_body()
+        if not decision.cache or signals is None or question is None:
             return None
         # keyed on what the first candidate is sent: its reasoning switch is part of the question
-        sent = body_for(config.backend(call.candidates[0]), call.body, decision.reasoning)
+        sent = body_for(config.backend(call.candidates[0]), question, decision.reasoning)
         call.cache_key = cache_key(sent, decision.backend, config.cache, call.ctx.lease.tenant)
         with TRACER.start_as_current_span("cache.lookup") as span:
-            found = self.gateway.cache.lookup(call.cache_key, signals.embedding)
+            found = await self.gateway.cache.lookup(call.cache_key, signals.embedding)
             span.set_attribute("semroute.cache.hit", found is not None)
         result = found[1] if found else "miss"
         metrics.CACHE.labels(result=result).inc()
@@ -115,28 +130,31 @@ class ChatPipeline:
         try:
             await self.gateway.relay.send(request, self.gateway.config, self.plan(call), outcome)
         finally:  # also when the client left mid-stream: it is billed for what was produced
-            self.settle(call, outcome)
+            await self.settle(call, outcome)
         await outcome.finish()
         return outcome.response
 
     def plan(self, call: ChatCall) -> RelayPlan:
-        return RelayPlan(call.candidates, call.body, call.routed.decision.reasoning, call.headers, call.ctx.request_id,
-                         call.chat.stream, record=call.cache_key is not None)
+        return RelayPlan(call.candidates, call.dialect, call.routed.decision.reasoning, call.headers, call.ctx.request_id,
+                         call.dialect.stream, record=call.cache_key is not None)
 
-    def settle(self, call: ChatCall, outcome: RelayOutcome) -> None:
+    async def settle(self, call: ChatCall, outcome: RelayOutcome) -> None:
         """Once an answer went out (whole or not): usage metrics, the key's tokens, the cache."""
         backend, usage, decision = outcome.backend, outcome.usage, call.routed.decision
         if backend is None:
             return
         account(self.gateway.config, backend, usage, decision.saving_against)
-        call.ctx.lease.charge(int(usage.get("total_tokens") or 0) if usage else call.prompt_tokens + outcome.events)
+        self.gateway.feedback.remember(call.ctx, backend.name, call.routed)
+        await call.ctx.lease.charge(int(usage.get("total_tokens") or 0) if usage else call.prompt_tokens + outcome.events)
+        if self.turns is not None:
+            self.turns.keep(call.dialect, outcome, call.ctx.lease.tenant)
         if outcome.recorded is not None and call.cache_key is not None and backend.name == decision.backend:
-            self.gateway.cache.store(call.cache_key, call.routed.signals.embedding,
+            await self.gateway.cache.store(call.cache_key, call.routed.signals.embedding,
                                      CachedResponse(outcome.recorded, outcome.content_type, decision.backend))
 
-    def finished(self, call: ChatCall, status: int, answered_by: str) -> None:
+    async def finished(self, call: ChatCall, status: int, answered_by: str) -> None:
         """An answer went out (`answered_by`: the backend after any failover, or the cache's)."""
-        self.gateway.router.remember(call.ctx.session_id, call.routed.decision)
+        await self.gateway.router.remember(call.ctx.session_id, call.routed.decision)
         call.labels["backend"] = answered_by
         metrics.UPSTREAM_SECONDS.labels(backend=call.candidates[0]).observe(time.perf_counter() - call.answer_start)
         access_log(call, status)

@@ -17,7 +17,6 @@ settles from it, before a stream's final write and also when the client left mid
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -31,8 +30,11 @@ from control import metrics
 from control.config import Backend, Config
 from control.health import HealthBoard
 from control.protocol import APIError
+from control.protocols.dialects import Dialect
 from control.redact import StreamRedactor, redact_bytes
-from control.resilience import Breakers, backoff
+from control.resilience import backoff
+from control.state import BreakerStore
+from control.state.memory import MemoryBreakers
 from control.upstream import Upstream, body_for, passthrough_headers, read_bounded, too_large
 
 log = logging.getLogger("semroute.relay")
@@ -40,10 +42,11 @@ log = logging.getLogger("semroute.relay")
 
 @dataclass
 class RelayPlan:
-    """What to relay: the candidates in order, the client's body (each backend is sent its own
-    `upstream.body_for`), the decision's reasoning setting and the headers for the client."""
+    """What to relay: the candidates in order, the request's dialect (each backend is sent its
+    own path and body, then `upstream.body_for`; answers and streams come back in the client's
+    format), the decision's reasoning setting and the headers for the client."""
     candidates: tuple[str, ...]
-    body: dict
+    dialect: Dialect
     reasoning: bool | str | None
     headers: dict[str, str]
     request_id: str        # goes upstream as x-request-id: one id from client to backend logs
@@ -58,8 +61,10 @@ class RelayOutcome:
     response: web.StreamResponse | None = None
     backend: Backend | None = None     # whose answer went out; None while nothing has
     content_type: str = "application/json"
-    body: bytes | None = None          # a whole (non-streamed) answer
+    body: bytes | None = None          # a whole (non-streamed) answer, as the client got it
+    whole_usage: dict | None = None    # its usage (chat completions' form)
     sent: Sent | None = None           # a stream: what the client has been sent so far
+    transcoder: object = None          # a stream's: the client's format, usage, completeness
     recorded: bytes | None = None      # a complete 200 answer, for the cache
     healthy: bool = False              # the backend's verdict for its circuit breaker
     error: APIError | None = None      # a failed stream's last event, still to be written
@@ -67,9 +72,9 @@ class RelayOutcome:
 
     @property
     def usage(self) -> dict | None:
-        if self.sent is not None:
-            return usage_of_stream(self.sent.tail)
-        return usage_of(self.body) if self.body is not None else None
+        if self.transcoder is not None:
+            return self.transcoder.usage
+        return self.whole_usage
 
     @property
     def events(self) -> int:
@@ -84,7 +89,7 @@ class RelayOutcome:
         self.end_pending = False
         try:
             if self.error is not None:
-                await self.response.write(b"data: " + json.dumps(self.error.body()).encode() + b"\n\n")
+                await self.response.write(self.transcoder.error(self.error.status, self.error.message, self.error.code))
             await self.response.write_eof()
         except ConnectionResetError:
             pass
@@ -117,9 +122,9 @@ class Attempts:
 
 
 class Relay:
-    def __init__(self, upstream: Upstream, health: HealthBoard | None = None):
+    def __init__(self, upstream: Upstream, health: HealthBoard | None = None, breakers: BreakerStore | None = None):
         self.upstream = upstream
-        self.breakers = Breakers()
+        self.breakers = breakers if breakers is not None else MemoryBreakers()  # per backend, maybe shared
         self.health = health or HealthBoard()
 
     async def send(self, request: web.Request, config: Config, plan: RelayPlan, outcome: RelayOutcome) -> RelayOutcome:
@@ -146,16 +151,16 @@ class _Exchange:
                 if name != self.plan.candidates[0]:
                     metrics.FAILOVERS.labels(backend=name).inc()
                 return self.outcome
-        self.outcome.response = self._give_up()
+        self.outcome.response = await self._give_up()
         return self.outcome
 
     async def _try_backend(self, name: str) -> bool:
         """Attempts on one backend, retried with backoff; True once it answered."""
-        settings, backend, breaker = self.settings, self.config.backend(name), self.relay.breakers[name]
+        settings, backend, breakers = self.settings, self.config.backend(name), self.relay.breakers
         for retry in range(settings.retries + 1):
             if backend is None or len(self.attempts.tried) >= settings.max_attempts:
                 return False
-            if not breaker.allow(settings.circuit):
+            if not await breakers.allow(name, settings.circuit):
                 self.attempts.skipped.append(name)
                 return False
             self.attempts.tried.append(name)
@@ -163,7 +168,7 @@ class _Exchange:
             try:
                 await self._attempt(backend)
             except (APIError, RateLimited) as failure:
-                breaker.failure(settings.circuit)
+                await breakers.failure(name, settings.circuit)
                 self._book_health(name, False, started, failure.code)
                 self.last = failure
                 wait = retry_wait(failure, retry, settings)
@@ -174,9 +179,9 @@ class _Exchange:
                 continue
             except BaseException:
                 # the client went away: a stream it received whole counts for the backend, else no verdict
-                breaker.success() if self.outcome.healthy else breaker.release()
+                await (breakers.success(name) if self.outcome.healthy else breakers.release(name))
                 raise
-            breaker.success() if self.outcome.healthy else breaker.failure(settings.circuit)
+            await (breakers.success(name) if self.outcome.healthy else breakers.failure(name, settings.circuit))
             self._book_health(name, self.outcome.healthy, started, None if self.outcome.healthy else "stream_failed")
             return True
         return False
@@ -186,15 +191,16 @@ class _Exchange:
         first_byte = self.first_byte_s if self.first_byte_s is not None else elapsed  # a whole answer: its time
         self.relay.health.record(name, ok, first_byte if ok else None, elapsed, self.config.routing.health, code)
 
-    def _give_up(self) -> web.Response:
+    async def _give_up(self) -> web.Response:
         last, attempts = self.last, self.attempts
         if isinstance(last, RateLimited):
-            return web.Response(body=last.data, status=429, headers={**last.headers, **attempts.headers()})
+            return web.Response(body=self.plan.dialect.error_answer(429, last.data), status=429,
+                                headers={**last.headers, **attempts.headers()})
         if last is not None:
             last.headers.update(attempts.headers())
             raise last
         circuit = self.settings.circuit
-        wait = min((self.relay.breakers[n].retry_after(circuit) for n in self.plan.candidates), default=1)
+        wait = min([await self.relay.breakers.retry_after(n, circuit) for n in self.plan.candidates], default=1)
         raise APIError(503, f"no backend available: {', '.join(self.plan.candidates)} cooling down after repeated failures",
                        type="service_unavailable", code="backend_unavailable",
                        headers={"Retry-After": str(wait), **attempts.headers()})
@@ -209,8 +215,9 @@ class _Exchange:
             raise
 
     async def _exchange(self, backend: Backend, started: float) -> None:
-        body = body_for(backend, self.plan.body, self.plan.reasoning)
-        async with self.relay.upstream.post(backend, "chat/completions", body, {"x-request-id": self.plan.request_id}) as resp:
+        path, body = self.plan.dialect.request_for(backend)
+        body = body_for(backend, body, self.plan.reasoning)
+        async with self.relay.upstream.post(backend, path, body, {"x-request-id": self.plan.request_id}) as resp:
             headers = {**passthrough_headers(resp), **self.plan.headers, "x-semroute-model": backend.name,
                        **self.attempts.headers(backend.name)}
             if resp.status == 429:
@@ -227,9 +234,12 @@ class _Exchange:
 
     async def _whole(self, backend: Backend, resp: aiohttp.ClientResponse, headers: dict[str, str]) -> None:
         data = redact_bytes(await read_bounded(resp, backend))
+        dialect, out = self.plan.dialect, self.outcome
         if resp.status == 200:
             check_completion(data, backend)
-        out = self.outcome
+            out.whole_usage, data = dialect.usage_of(backend, data), dialect.answer(backend, data)
+        else:  # a backend's own 4xx, in the client's API's shape
+            data = dialect.error_answer(resp.status, data)
         out.content_type = resp.headers.get("Content-Type", "application/json")
         out.body, out.recorded = data, data if self.plan.record and resp.status == 200 else None
         out.response, out.backend, out.healthy = web.Response(body=data, status=resp.status, headers=headers), backend, True
@@ -240,6 +250,7 @@ class _Exchange:
         out.response, out.content_type = web.StreamResponse(status=resp.status, headers=headers), "text/event-stream"
         await out.response.prepare(self.request)  # the point of no return: headers reach the client
         out.backend, out.sent = backend, Sent([] if self.plan.record else None)  # from here on no retry
+        out.transcoder = self.plan.dialect.transcoder(backend)
         try:
             error = await self._pump(backend, resp, chunk)
         except (ConnectionResetError, asyncio.CancelledError) as gone:  # the client left: bill what was produced
@@ -263,18 +274,20 @@ class _Exchange:
     async def _pump(self, backend: Backend, resp: aiohttp.ClientResponse, chunk: bytes) -> APIError | None:
         """Backend chunks to the client, redacted, until the end; the stream's failure, if any."""
         sent, redactor, size = self.outcome.sent, StreamRedactor(), 0
+        transcoder = self.outcome.transcoder  # the client's format; also reads usage and the end
         try:
             while chunk:
                 size += len(chunk)
                 if size > backend.max_response_bytes:
                     raise too_large(backend)
-                await sent.write(self.outcome.response, redactor.feed(chunk))
+                await sent.write(self.outcome.response, transcoder.feed(redactor.feed(chunk)), transcoder.done)
                 chunk = await next_chunk(resp, backend, backend.idle_timeout_s)
-            await sent.write(self.outcome.response, redactor.flush())  # a held-back tail that was no secret
+            # a held-back tail that was no secret
+            await sent.write(self.outcome.response, transcoder.feed(redactor.flush()) + transcoder.flush(), transcoder.done)
         except APIError as err:
             return err
         if not sent.done:
-            return APIError(502, f"backend '{backend.name}' ended the stream without [DONE]",
+            return APIError(502, f"backend '{backend.name}' ended the stream before its end ([DONE])",
                             type="upstream_error", code="upstream_stream_incomplete")
         return None
 
@@ -298,22 +311,18 @@ def annotate_usage(backend: Backend, usage: dict | None) -> None:
 
 @dataclass
 class Sent:
-    """What a stream has sent the client so far (redacted bytes)."""
+    """What a stream has sent the client so far (redacted bytes, in the client's format)."""
     recording: list[bytes] | None  # every chunk, for the cache; None when not recording
-    tail: bytes = b""              # the last bytes: usage, when sent, is in the last event
-    events: int = 0                # completion events, to bill a stream without usage
+    events: int = 0                # events, to bill a stream without usage
+    done: bool = False             # the client has the whole stream (its end: [DONE], message_stop ...)
 
-    @property
-    def done(self) -> bool:
-        """The client has the whole stream (it ends with [DONE])."""
-        return self.tail.rstrip().endswith(b"data: [DONE]")
-
-    async def write(self, response: web.StreamResponse, data: bytes) -> None:
+    async def write(self, response: web.StreamResponse, data: bytes, complete: bool) -> None:
         if not data:
+            self.done = complete
             return
         await response.write(data)
+        self.done = complete  # only once the end is written
         self.events += data.count(b"\ndata: {") + data.startswith(b"data: {")
-        self.tail = (self.tail + data)[-4096:]
         if self.recording is not None:
             self.recording.append(data)
 
@@ -343,19 +352,3 @@ async def next_chunk(resp: aiohttp.ClientResponse, backend: Backend, timeout_s: 
     except aiohttp.ClientError as exc:
         raise APIError(502, f"backend '{backend.name}' broke the connection: {type(exc).__name__}",
                        type="upstream_error", code="upstream_reset") from None
-
-
-def usage_of(data: bytes) -> dict | None:
-    try:
-        usage = orjson.loads(data).get("usage")
-    except (ValueError, AttributeError):
-        return None
-    return usage if isinstance(usage, dict) else None
-
-
-def usage_of_stream(tail: bytes) -> dict | None:
-    """The usage object of the last SSE event that has one (sent with stream_options.include_usage)."""
-    for line in reversed(tail.split(b"\n")):
-        if line.startswith(b"data: {") and b'"usage"' in line:
-            return usage_of(line[6:])
-    return None

@@ -3,7 +3,11 @@
 Committed source; `semroute export` writes model.onnx (and config.pbtxt one folder up) beside it.
 Triton hands `execute` every request of one dynamic batch. Requests may have different
 sequence lengths (config: allow_ragged_batch), so they are right-padded to the longest,
-run as ONE session.run, and split back, each pii_logits cut to its own length.
+run as ONE session.run, and split back, each per-token output cut to its own length.
+
+Triton's stub cannot import modelspec (it ignores PYTHONPATH), so everything this model knows
+of the contract (tensor names, the window, the length buckets) comes from config.pbtxt,
+which `semroute export` writes from modelspec (export/triton_config.py).
 """
 import json
 from pathlib import Path
@@ -12,17 +16,18 @@ import numpy as np
 import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 
-INPUT_NAMES = ("input_ids", "attention_mask")
-PER_TOKEN_OUTPUT = "pii_logits"
-
 
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
-        # The outputs are the config's: the ONNX graph and config.pbtxt come from one export.
-        self.output_names = [output["name"] for output in config["output"]]
+        # The tensors are the config's: the ONNX graph and config.pbtxt come from one export.
+        self.input_names = [tensor["name"] for tensor in config["input"]]  # token ids, then the mask
+        self.output_names = [tensor["name"] for tensor in config["output"]]
+        # Per token: the first per-sequence axis is the row's length (-1).
+        self.per_token = [t["name"] for t in config["output"] if len(t["dims"]) > 1 and int(t["dims"][0]) == -1]
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
-        self.max_seq_len = int(params.get("max_seq_len", 512))
+        self.max_seq_len = int(_required(params, "max_seq_len"))
+        self.width_groups = tuple(json.loads(_required(params, "length_buckets")))
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(params.get("intra_op_threads", 2))
         options.inter_op_num_threads = 1
@@ -32,7 +37,8 @@ class TritonPythonModel:
         onnx_path = Path(__file__).parent / "model.onnx"
         self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
         pb_utils.Logger.log_info(f"router: {onnx_path} on ONNX Runtime {ort.__version__} CPU, "
-                                 f"{options.intra_op_num_threads} intra-op threads, numpy {np.__version__}")
+                                 f"{options.intra_op_num_threads} intra-op threads, numpy {np.__version__}, "
+                                 f"width groups {list(self.width_groups)}")
 
     def execute(self, requests):
         responses = [None] * len(requests)
@@ -52,26 +58,27 @@ class TritonPythonModel:
         return responses
 
     def _inputs(self, request):
-        ids = pb_utils.get_input_tensor_by_name(request, "input_ids").as_numpy()
-        mask = pb_utils.get_input_tensor_by_name(request, "attention_mask").as_numpy()
+        ids, mask = (pb_utils.get_input_tensor_by_name(request, name).as_numpy() for name in self.input_names)
         if ids.ndim != 2 or ids.shape != mask.shape:
-            raise ValueError(f"input_ids {list(ids.shape)} and attention_mask {list(mask.shape)} "
+            raise ValueError(f"{self.input_names[0]} {list(ids.shape)} and {self.input_names[1]} {list(mask.shape)} "
                              "must have the same shape [batch, seq]")
         if not 1 <= ids.shape[1] <= self.max_seq_len:
             raise ValueError(f"sequence length {ids.shape[1]} is outside 1..{self.max_seq_len}; "
                              "split longer texts into chunks")
         if ids.size and ids.min() < 0:
-            raise ValueError("input_ids must be non-negative token ids")
+            raise ValueError(f"{self.input_names[0]} must be non-negative token ids")
         return ids, mask
 
     def _run_together(self, batch):
-        """Per-request output dicts, in order. Requests are grouped by width (WIDTH_GROUPS) and
-        each group is one session.run padded to its longest: a short request never pays for a
-        long one's padding (a 256-token chunk in a batch of 32-token rows would otherwise
-        multiply the work by 8), and there are at most len(WIDTH_GROUPS) runs."""
+        """Per-request output dicts, in order. Requests are grouped by width (the gateway's length
+        buckets, from the config: its requests fall into these groups whole, any other client's
+        widths are rounded up to one of them) and each group is one session.run padded to its
+        longest: a short request never pays for a long one's padding (a 256-token chunk in a
+        batch of 32-token rows would otherwise multiply the work by 8), and there are at most
+        len(width_groups) runs."""
         groups = {}
         for k, (ids, _) in enumerate(batch):
-            groups.setdefault(_width_group(ids.shape[1]), []).append(k)
+            groups.setdefault(_width_group(ids.shape[1], self.width_groups), []).append(k)
         results = [None] * len(batch)
         for members in groups.values():
             for k, result in zip(members, self._run_padded([batch[k] for k in members])):
@@ -83,12 +90,12 @@ class TritonPythonModel:
         width = max(ids.shape[1] for ids, _ in batch)
         ids = np.concatenate([_pad(ids, width) for ids, _ in batch])
         mask = np.concatenate([_pad(mask, width) for _, mask in batch])
-        outputs = dict(zip(self.output_names, self.session.run(self.output_names, {"input_ids": ids, "attention_mask": mask})))
+        outputs = dict(zip(self.output_names, self.session.run(self.output_names, dict(zip(self.input_names, (ids, mask))))))
         results, start = [], 0
         for request_ids, _ in batch:
             rows, seq_len = request_ids.shape
             result = {name: value[start:start + rows] for name, value in outputs.items()}
-            result[PER_TOKEN_OUTPUT] = result[PER_TOKEN_OUTPUT][:, :seq_len]
+            result.update({name: result[name][:, :seq_len] for name in self.per_token})
             results.append(result)
             start += rows
         return results
@@ -100,13 +107,14 @@ class TritonPythonModel:
             return _error(f"inference failed: {exc}")
 
 
-# The gateway's length buckets (control/signals.py LENGTH_BUCKETS): its requests fall into
-# these groups whole; any other client's widths are rounded up to one of them.
-WIDTH_GROUPS = (16, 32, 48, 64, 96, 128, 192, 256)
+def _required(params, key):
+    if key not in params:  # a config not written by `semroute export`: refuse to load, saying why
+        raise ValueError(f"config.pbtxt lacks parameter {key!r}: rebuild the repository with `semroute export`")
+    return params[key]
 
 
-def _width_group(width):
-    return next((g for g in WIDTH_GROUPS if g >= width), width)
+def _width_group(width, groups):
+    return next((g for g in groups if g >= width), width)
 
 
 def _pad(array, width):

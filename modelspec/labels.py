@@ -35,8 +35,3 @@ def bio_tags(types: tuple[str, ...] = PII_TYPES) -> tuple[str, ...]:
 
 
 PII_TAGS: tuple[str, ...] = bio_tags()
-
-MODEL_NAME = "router"
-EMBEDDING_DIM = 384
-# all-MiniLM-L6-v2 was trained on 256 tokens; longer prompts are read in chunks of this size.
-MAX_SEQ_LEN = 256

@@ -1,5 +1,6 @@
 """strong_prob calibration: which threshold sends about a given share of prompts to the strong
-model. Computed on a traffic-like mix of training prompts (export/thresholds.TRAFFIC_MIX:
+model. The training writes the table (export/train.py), the gateway reads it from the served
+config to turn `routing.strong.target_share` into a threshold. Computed on a traffic-like mix of training prompts (export/thresholds.TRAFFIC_MIX:
 small talk, instructions, exam and math questions, code), never on eval data.
 
 Shipped twice, same content: in the weights metadata ("calibration") and as

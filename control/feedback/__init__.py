@@ -1,0 +1,1 @@
+"""Feedback on routed answers (POST /v1/feedback): stored in SQLite, learned by the quality profiles."""
