@@ -78,11 +78,9 @@ def run_envoy(args) -> int:
 
 def _bundled_triton(args):
     from control.tritonserver import TritonServer
+    from control.up import ensure_repository  # the composition root that may build it from export/
 
-    repository = Path(args.model_repository)
-    if not (repository / "router" / "config.pbtxt").exists():
-        from export.repository import build_repository
-        build_repository(None, repository)
+    repository = ensure_repository(Path(args.model_repository))
     return TritonServer(repository, http_port=args.http_port, grpc_port=args.grpc_port,
                         metrics_port=args.metrics_port, extra_args=telemetry.triton_trace_args())
 
