@@ -18,6 +18,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	# xds-protos (the Envoy processor's stubs) ships its own, older copy of opentelemetry/proto/*,
+	# which breaks the OTLP exporter when it lands last: the real package's files go back on top.
+	$(BIN)/python -m pip install -q --force-reinstall --no-deps \
+		"opentelemetry-proto==$$($(BIN)/python -c 'import importlib.metadata as m; print(m.version("opentelemetry-proto"))')"
 	touch $@
 
 # The Triton model repository is generated (ONNX + config.pbtxt); export skips when up to date.

@@ -15,7 +15,7 @@ bucket refills.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -51,12 +51,16 @@ class Authenticator:
         return authenticate
 
     async def admit(self, request: web.Request) -> Lease:
-        """The request's lease, before its body is read: its key (none for probes or with auth
-        off), which must be valid, within its request rate and not in token debt."""
+        return await self.lease_for(request.path, request.headers)
+
+    async def lease_for(self, path: str, headers: Mapping[str, str]) -> Lease:
+        """A request's lease, before its body is read (any data plane: only its path and
+        headers count, `headers` case-insensitive): its key (none for probes or with auth off),
+        which must be valid, within its request rate and not in token debt."""
         auth = self.auth_of()
-        if request.path in OPEN_PATHS or not auth.enabled(self.host):
+        if path in OPEN_PATHS or not auth.enabled(self.host):
             return Lease()
-        lease = Lease(self.identify(request, auth), self.buckets)
+        lease = Lease(self.identify(headers, auth), self.buckets)
         # the request is taken, then a key in token debt waits before anything else: one step
         await lease.check(lease.bucket("requests", 1, take=True), lease.bucket("tokens", 1))
         return lease
@@ -64,22 +68,22 @@ class Authenticator:
     def check_metrics(self, request: web.Request, auth: Auth, access: MetricsAccess) -> None:
         """A scrape is not rate-limited; it only has to present the right key, if any."""
         if access.auth == "api" and auth.enabled(self.host):
-            self.identify(request, auth)
-        elif access.auth == "key" and not access.admits(self.presented(request)):
+            self.identify(request.headers, auth)
+        elif access.auth == "key" and not access.admits(self.presented(request.headers)):
             metrics.AUTH_REJECTIONS.labels(reason="invalid_metrics_key").inc()
             raise APIError(401, "GET /metrics needs the metrics key: send 'Authorization: Bearer <key>'",
                            code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
 
     @staticmethod
-    def presented(request: web.Request) -> str:
+    def presented(headers: Mapping[str, str]) -> str:
         """The key sent as `Authorization: Bearer <key>`, or as `x-api-key` (Anthropic's SDKs)."""
-        scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+        scheme, _, presented = headers.get("Authorization", "").partition(" ")
         if scheme.lower() == "bearer" and presented.strip():
             return presented.strip()
-        return request.headers.get("x-api-key", "").strip()
+        return headers.get("x-api-key", "").strip()
 
-    def identify(self, request: web.Request, auth: Auth) -> ApiKey:
-        presented = self.presented(request)
+    def identify(self, headers: Mapping[str, str], auth: Auth) -> ApiKey:
+        presented = self.presented(headers)
         if not presented:
             metrics.AUTH_REJECTIONS.labels(reason="missing_key").inc()
             raise APIError(401, "no API key: send 'Authorization: Bearer <key>'", code="invalid_api_key",

@@ -21,6 +21,18 @@ def _add_triton_ports(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metrics-port", type=int, default=8102, help="Triton metrics port (default: %(default)s)")
 
 
+def _add_envoy_ports(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--admin-port", type=int, default=9901, help="Envoy admin on 127.0.0.1, /stats/prometheus among it "
+                                                                 "(default: %(default)s)")
+    p.add_argument("--envoy-concurrency", type=int, default=None,
+                   help="Envoy worker threads (default: Envoy's own, one per core)")
+    p.add_argument("--stats-port", type=int, default=None,
+                   help="also serve Envoy's /stats/prometheus (only) on --host at this port, for scrapers")
+    p.add_argument("--processor-port", type=int, default=50051, help="ext_proc processor gRPC port (default: %(default)s)")
+    p.add_argument("--processor-metrics-port", type=int, default=9902,
+                   help="the processor's semroute_* metrics (default: %(default)s)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="semroute", description="Semantic LLM router.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -29,7 +41,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=DEFAULT_CONFIG, help="YAML config (default: %(default)s)")
     p.add_argument("--port", type=int, default=8080, help="gateway port (default: %(default)s)")
     p.add_argument("--host", default="127.0.0.1", help="gateway address (default: %(default)s)")
+    p.add_argument("--data-plane", choices=("aiohttp", "envoy"), default="aiohttp",
+                   help="aiohttp: the Python gateway; envoy: Envoy + semroute's ext_proc processor (default: %(default)s)")
     _add_triton_ports(p)
+    _add_envoy_ports(p)
+
+    p = sub.add_parser("envoy", help="Envoy as the data plane: Envoy, the ext_proc processor and (unless --triton-url) "
+                                     "the bundled Triton; Ctrl-C stops all")
+    p.add_argument("--config", default=DEFAULT_CONFIG, help="YAML config (default: %(default)s)")
+    p.add_argument("--port", type=int, default=8080, help="Envoy's listener port (default: %(default)s)")
+    p.add_argument("--host", default="127.0.0.1", help="listen address (default: %(default)s)")
+    p.add_argument("--triton-url", default=None, help="Triton gRPC HOST:PORT (default: start the bundled Triton)")
+    p.add_argument("--print-config", action="store_true", help="print Envoy's bootstrap (YAML) and exit")
+    p.add_argument("--processor-only", action="store_true",
+                   help="run the processor alone (Envoy runs beside it with the --print-config bootstrap)")
+    p.add_argument("--processor-host", default=None,
+                   help="the processor's address: where it listens and where Envoy reaches it (default: 127.0.0.1)")
+    _add_triton_ports(p)
+    _add_envoy_ports(p)
 
     p = sub.add_parser("serve", help="run the gateway against a running Triton")
     p.add_argument("--config", required=True, help="YAML config")
@@ -99,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int | None:
     # Imports stay inside: `semroute triton` must not pay for torch, `export` for aiohttp.
+    if args.command == "envoy" or getattr(args, "data_plane", None) == "envoy":
+        from control.envoy.run import run_envoy
+        return run_envoy(args)
     if args.command == "up":
         from control.up import run_up
         return run_up(args)

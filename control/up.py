@@ -14,14 +14,19 @@ from control.upstream import Upstream
 log = logging.getLogger("semroute.up")
 
 
-def run_up(args) -> int:
-    telemetry.setup_logging()
-    config = load_config(args.config)
-    repository = Path(args.model_repository)
+def ensure_repository(repository: Path) -> Path:
+    """The model repository, exported first when there is none yet (also for `semroute envoy`)."""
     if not (repository / "router" / "config.pbtxt").exists():
         log.info("no model repository at %s yet: exporting it (one time)", repository)
         from export.repository import build_repository
         build_repository(None, repository)
+    return repository
+
+
+def run_up(args) -> int:
+    telemetry.setup_logging()
+    config = load_config(args.config)
+    repository = ensure_repository(Path(args.model_repository))
     from control.serving.workers import serve_forever
     from control.tritonserver import TritonServer, check_ports_free
 

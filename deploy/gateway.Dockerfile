@@ -14,7 +14,11 @@ COPY control/ control/
 COPY export/ export/
 COPY modelspec/ modelspec/
 COPY config/ config/
+# xds-protos (the Envoy processor's stubs) ships an older opentelemetry/proto copy: the real
+# package's files go back on top, or the OTLP exporter cannot import.
 RUN pip install --no-cache-dir . \
+    && pip install --no-cache-dir --force-reinstall --no-deps \
+       "opentelemetry-proto==$(python -c 'import importlib.metadata as m; print(m.version("opentelemetry-proto"))')" \
     && useradd --system --uid 10001 --no-create-home semroute
 USER 10001
 

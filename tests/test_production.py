@@ -34,7 +34,8 @@ MODEL = interface.MODEL_NAME
 MAX_BATCH = 64
 DEPLOY = REPO_ROOT / "deploy"
 ENTRYPOINT = DEPLOY / "triton" / "entrypoint.sh"
-K8S_MANIFESTS = (DEPLOY / "k8s" / "triton.yaml", DEPLOY / "k8s" / "redis.yaml", DEPLOY / "k8s" / "gateway.yaml")
+K8S_MANIFESTS = (DEPLOY / "k8s" / "triton.yaml", DEPLOY / "k8s" / "redis.yaml", DEPLOY / "k8s" / "gateway.yaml",
+                 DEPLOY / "k8s" / "envoy.yaml")
 DOCKERFILES = (DEPLOY / "triton" / "Dockerfile", DEPLOY / "gateway.Dockerfile")
 TEXTS = (
     "hi",

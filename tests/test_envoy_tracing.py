@@ -1,0 +1,67 @@
+"""One trace through the Envoy data plane: Envoy's own span (OpenTelemetry) → the processor's
+decision → Triton, all seen by a real OTLP receiver."""
+from __future__ import annotations
+
+import os
+import secrets
+import time
+
+import pytest
+import requests
+
+from control import telemetry
+from control.tritonserver import TritonServer
+from tests.conftest import free_ports
+from tests.envoy_proc import EnvoyProcess
+from tests.otlp_receiver import OtlpReceiver
+from tests.stub_upstream import StubUpstream
+
+
+@pytest.fixture(scope="module")
+def traced(model_repository, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("envoy-tracing")
+    receiver, stub = OtlpReceiver().start(), StubUpstream("llm").start()
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "100"}
+    os.environ.update(env)
+    try:
+        trace_args = telemetry.triton_trace_args()
+    finally:
+        for key in env:
+            os.environ.pop(key)
+    http_port, grpc_port, metrics_port = free_ports(3)
+    triton = TritonServer(model_repository, http_port, grpc_port, metrics_port, log_file=tmp / "triton.log",
+                          extra_args=trace_args).start()
+    triton.wait_ready()
+    config = {"backends": [{"name": "llm", "url": stub.url, "model": "llm-upstream"}], "routing": {"default": "llm"},
+              "resilience": {"classifier": {"timeout_s": 30}}}
+    envoy = EnvoyProcess(config, triton.grpc_url, tmp, env=env).start()
+    trace_id = secrets.token_hex(16)
+    try:
+        answer = requests.post(f"{envoy.url}/v1/chat/completions", timeout=60,
+                               headers={"traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"},
+                               json={"model": "auto", "messages": [{"role": "user", "content": "Sort a list in Python"}]})
+        assert answer.status_code == 200 and "x-semroute-degraded" not in answer.headers, answer.headers
+        wanted = {"semroute-envoy", "semroute-processor", "semroute-triton"}
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not wanted <= {s["service"] for s in receiver.spans
+                                                             if s["trace_id"] == trace_id}:
+            time.sleep(0.2)
+    finally:
+        envoy.stop()
+        triton.stop()
+        stub.stop()
+    yield receiver, trace_id
+    receiver.stop()
+
+
+def test_one_trace_from_envoy_through_the_processor_to_triton(traced):
+    receiver, trace_id = traced
+    spans = [s for s in receiver.spans if s["trace_id"] == trace_id]
+    services = {s["service"] for s in spans}
+    assert {"semroute-envoy", "semroute-processor", "semroute-triton"} <= services, spans
+    by_id = {s["span_id"]: s for s in spans}
+    decide = next(s for s in spans if s["name"] == "ext_proc decide")
+    assert by_id[decide["parent_span_id"]]["service"] == "semroute-envoy"  # continues Envoy's ext_proc call
+    infer = next(s for s in spans if s["name"] == "triton.infer")
+    assert infer["service"] == "semroute-processor"
+    assert decide["attributes"]["semroute.backend"] == "llm"
