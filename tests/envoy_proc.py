@@ -5,19 +5,18 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import requests
 import yaml
 
 from control.envoy.bootstrap import EnvoyPorts
-from control.tritonserver import _die_with_parent, port_in_use
-from tests.gateway_proc import SEMROUTE
+from control.tritonserver import port_in_use
+from tests.gateway_proc import SEMROUTE, ServedProcess
 from tests.conftest import free_ports
 
 
-class EnvoyProcess:
+class EnvoyProcess(ServedProcess):
     def __init__(self, config: dict, triton_url: str, tmp_dir: Path, env: dict | None = None,
                  processor_only: bool = False):
         self.port, self.admin_port, self.processor_port, self.metrics_port = free_ports(4)  # distinct
@@ -31,7 +30,6 @@ class EnvoyProcess:
         if processor_only:
             self.cmd.append("--processor-only")
         self.env = {**os.environ, **(env or {})}
-        self.proc: subprocess.Popen | None = None
 
     @property
     def ports(self) -> EnvoyPorts:
@@ -42,23 +40,14 @@ class EnvoyProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout_s: float = 60) -> "EnvoyProcess":
-        self._log = open(self.log_path, "w")
-        # Tied to this test process; Envoy is the processor's child and dies with it.
-        self.proc = subprocess.Popen(self.cmd, stdout=self._log, stderr=subprocess.STDOUT, env=self.env,
-                                     preexec_fn=_die_with_parent)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"semroute envoy exited {self.proc.returncode}:\n{self.log()[-3000:]}")
-            if self.processor_only and port_in_use("127.0.0.1", self.processor_port):
-                return self
-            try:
-                if not self.processor_only and requests.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return self
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"envoy data plane not up after {timeout_s}s:\n{self.log()[-3000:]}")
+        # Envoy is the processor's child and dies with it.
+        self.launch(self._ready, "semroute envoy", timeout_s)
+        return self
+
+    def _ready(self) -> bool:
+        if self.processor_only:
+            return port_in_use("127.0.0.1", self.processor_port)
+        return requests.get(f"{self.url}/healthz", timeout=1).status_code == 200
 
     def stop(self) -> int | None:
         if self.proc and self.proc.poll() is None:
@@ -71,5 +60,3 @@ class EnvoyProcess:
         self._log.close()
         return self.proc.returncode if self.proc else None
 
-    def log(self) -> str:
-        return self.log_path.read_text() if self.log_path.exists() else ""

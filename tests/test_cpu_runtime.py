@@ -3,7 +3,6 @@ the choice from the CPU's flags, and each runtime served by the real Triton behi
 model name and tensors, against ONNX Runtime fp32 in process."""
 from __future__ import annotations
 
-import importlib.util
 import shutil
 
 import numpy as np
@@ -12,6 +11,7 @@ import tritonclient.grpc as grpcclient
 
 from control.tritonserver import TritonServer
 from export.repository import COMMITTED_BACKEND_FILES
+from export.runtime_gate import cpu_runtime_module
 from export.triton_config import CONFIG_FILE, ONNX_FILE, VERSION, parse_config
 from modelspec import interface
 from modelspec.interface import INPUT_NAMES, OUTPUT_NAMES
@@ -21,14 +21,6 @@ from tests.test_triton import TEXTS, encode, in_process, infer_inputs, session, 
 # bf16 keeps 8 bits of mantissa: the issue measured probabilities within 0.008 and PII logits
 # within 0.12 of fp32 on a bf16 CPU; fp32 runtimes agree to float rounding.
 TOLERANCE = {"fp32": {"probs": 1e-4, "pii_logits": 1e-3}, "bf16": {"probs": 0.03, "pii_logits": 0.3}}
-
-
-def cpu_runtime_module():
-    path = next(f for f in COMMITTED_BACKEND_FILES if f.name == "cpu_runtime.py")
-    spec = importlib.util.spec_from_file_location("cpu_runtime", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 cpu_runtime = cpu_runtime_module()
