@@ -2,36 +2,23 @@
 decision → Triton, all seen by a real OTLP receiver."""
 from __future__ import annotations
 
-import os
 import secrets
 import time
 
 import pytest
 import requests
 
-from control import telemetry
-from control.tritonserver import TritonServer
-from tests.conftest import free_ports
 from tests.envoy_proc import EnvoyProcess
 from tests.otlp_receiver import OtlpReceiver
 from tests.stub_upstream import StubUpstream
+from tests.test_tracing import traced_triton
 
 
 @pytest.fixture(scope="module")
 def traced(model_repository, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("envoy-tracing")
     receiver, stub = OtlpReceiver().start(), StubUpstream("llm").start()
-    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "100"}
-    os.environ.update(env)
-    try:
-        trace_args = telemetry.triton_trace_args()
-    finally:
-        for key in env:
-            os.environ.pop(key)
-    http_port, grpc_port, metrics_port = free_ports(3)
-    triton = TritonServer(model_repository, http_port, grpc_port, metrics_port, log_file=tmp / "triton.log",
-                          extra_args=trace_args).start()
-    triton.wait_ready()
+    env, triton = traced_triton(model_repository, tmp, receiver)
     config = {"backends": [{"name": "llm", "url": stub.url, "model": "llm-upstream"}], "routing": {"default": "llm"},
               "resilience": {"classifier": {"timeout_s": 30}}}
     envoy = EnvoyProcess(config, triton.grpc_url, tmp, env=env).start()

@@ -18,12 +18,8 @@ from tests.stub_upstream import StubUpstream
 PROMPT = "My email is jane.doe@example.com; write a Python function that sorts a list."
 
 
-@pytest.fixture(scope="module")
-def traced_run(model_repository, tmp_path_factory):
-    """One chat request with a client traceparent; returns (receiver, trace_id, client_span_id, stub)."""
-    tmp = tmp_path_factory.mktemp("tracing")
-    receiver = OtlpReceiver().start()
-    stub = StubUpstream("llm").start()
+def traced_triton(model_repository, tmp, receiver: OtlpReceiver) -> tuple[dict, TritonServer]:
+    """(the OTLP environment for our processes, a started Triton exporting its traces to `receiver`)."""
     env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "100"}
     os.environ.update(env)  # triton_trace_args reads the same variables as the gateway
     try:
@@ -35,6 +31,16 @@ def traced_run(model_repository, tmp_path_factory):
     triton = TritonServer(model_repository, http_port, grpc_port, metrics_port,
                           log_file=tmp / "triton.log", extra_args=trace_args).start()
     triton.wait_ready()
+    return env, triton
+
+
+@pytest.fixture(scope="module")
+def traced_run(model_repository, tmp_path_factory):
+    """One chat request with a client traceparent; returns (receiver, trace_id, client_span_id, stub)."""
+    tmp = tmp_path_factory.mktemp("tracing")
+    receiver = OtlpReceiver().start()
+    stub = StubUpstream("llm").start()
+    env, triton = traced_triton(model_repository, tmp, receiver)
     # a patient classifier budget: the first inference of a fresh Triton can pass the 2 s default on a
     # loaded machine, and a degraded route makes no Triton call to trace
     config = {"backends": [{"name": "llm", "url": stub.url, "model": "llm-upstream"}], "routing": {"default": "llm"},
