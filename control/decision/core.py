@@ -21,12 +21,12 @@ from __future__ import annotations
 from dataclasses import replace
 
 from control.config import Config
-from control.decision import selectors as built_in_selectors
+import control.decision.selectors as built_in_selectors
 from control.decision.candidates import narrow, with_saving
 from control.decision.safety import Blocked, acting_pii, check_safety
 from control.decision.selector import Ask, ordered
 from control.decision.values import Candidate, Decision, PolicyContext, Proposal, RequestFeatures
-from control.selection import choosers as learned_selectors
+import control.selection.choosers as learned_selectors
 
 # Importing a selector module registers its selectors, in this order (routing.selectors' default).
 SELECTOR_MODULES = (built_in_selectors, learned_selectors)
