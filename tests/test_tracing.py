@@ -46,25 +46,36 @@ def traced_run(model_repository, tmp_path_factory):
     config = {"backends": [{"name": "llm", "url": stub.url, "model": "llm-upstream"}], "routing": {"default": "llm"},
               "resilience": {"classifier": {"timeout_s": 30}}}
     gateway = GatewayProcess(config, triton.grpc_url, tmp, env=env).start()
-    trace_id, client_span = secrets.token_hex(16), secrets.token_hex(8)
+    sent = []  # (trace id, client span id) of each traced request
     try:
-        resp = requests.post(f"{gateway.url}/v1/chat/completions", timeout=30,
-                             headers={"traceparent": f"00-{trace_id}-{client_span}-01"},
-                             json={"model": "auto", "messages": [{"role": "user", "content": PROMPT}]})
-        assert resp.status_code == 200, resp.text
-        assert "x-semroute-degraded" not in resp.headers, resp.headers  # routed with the classifier
-        gateway.stop()  # flushes the SDK's batch
-        # Triton exports in batches a few seconds apart: wait for them while it runs (a loaded
-        # machine can make a stop-time flush miss), then stop it.
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not {"semroute-gateway", "semroute-triton"} <= {s["service"] for s in receiver.spans}:
-            time.sleep(0.2)
+        # Triton's own batch exporter has lost a run's only batch (seen once in ~5 full suites,
+        # never alone): up to three traced requests, each given 20 s for Triton's spans to arrive.
+        for _ in range(3):
+            sent.append((secrets.token_hex(16), secrets.token_hex(8)))
+            resp = requests.post(f"{gateway.url}/v1/chat/completions", timeout=30,
+                                 headers={"traceparent": f"00-{sent[-1][0]}-{sent[-1][1]}-01"},
+                                 json={"model": "auto", "messages": [{"role": "user", "content": PROMPT}]})
+            assert resp.status_code == 200, resp.text
+            assert "x-semroute-degraded" not in resp.headers, resp.headers  # routed with the classifier
+            if wait_for_services(receiver, sent[-1][0], {"semroute-gateway", "semroute-triton"}, 20):
+                break
     finally:
-        gateway.stop()
+        gateway.stop()  # flushes the SDK's batch
         triton.stop()
+    trace_id, client_span = sent[-1]
+    receiver.sent_traces = {trace for trace, _ in sent}
     yield receiver, trace_id, client_span, stub
     receiver.stop()
     stub.stop()
+
+
+def wait_for_services(receiver: OtlpReceiver, trace_id: str, services: set[str], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if services <= {s["service"] for s in receiver.spans if s["trace_id"] == trace_id}:
+            return True
+        time.sleep(0.2)
+    return False
 
 
 def by_name(spans: list[dict], service: str, trace_id: str) -> dict[str, dict]:
@@ -84,10 +95,11 @@ def test_gateway_spans_continue_client_trace(traced_run):
 
 def test_triton_spans_join_under_inference_span(traced_run):
     receiver, trace_id, _, _ = traced_run
-    triton = [s for s in receiver.spans if s["service"] == "semroute-triton"]
+    every = [s for s in receiver.spans if s["service"] == "semroute-triton"]
+    assert all(s["trace_id"] in receiver.sent_traces for s in every)  # Triton traces ours only
+    triton = [s for s in every if s["trace_id"] == trace_id]
     assert triton, f"no Triton spans; content types seen: {receiver.content_types}"
     assert "application/json" in receiver.content_types  # Triton posts OTLP JSON
-    assert all(s["trace_id"] == trace_id for s in triton)
     own_ids = {s["span_id"] for s in triton}
     roots = [s for s in triton if s["parent_span_id"] not in own_ids]
     infer_span = by_name(receiver.spans, "semroute-gateway", trace_id)["triton.infer"]
