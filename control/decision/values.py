@@ -21,7 +21,6 @@ class PolicyContext:
     strong_threshold: float | None = None  # the calibrated threshold when strong.target_share is set
     previous_backend: str | None = None    # the conversation's backend so far (sticky sessions)
     split_draw: float = 0.0                # in [0, 1): picks the side of an A/B split
-    resources: dict[str, Any] = field(default_factory=dict)  # loaded data a selector reads, by selector name
     health: dict[str, Any] = field(default_factory=dict)     # backend → control.health.Penalty (routing.health)
     health_draw: float = 1.0               # in [0, 1): a penalised first candidate yields when below its penalty
 

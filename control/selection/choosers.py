@@ -18,10 +18,14 @@ from control.selection import runtime
 from control.selection.selectors import Scored, by_lambda, by_tolerance
 
 
-def _estimates(ask: Ask, settings) -> tuple[list, dict[str, float], object]:
+def _scored(ask: Ask, settings, price_of) -> tuple[list[Scored], object] | None:
+    """(each candidate's estimate and price_of(backend), the profile); None when no candidate has an
+    estimate: nothing to weigh, so the next selector (or routing.default) answers."""
     profile = runtime.load_profile(settings.profile)
-    backends = runtime.candidates(ask.config, settings)
-    return backends, profile.estimate(ask.signals.embedding), profile
+    estimates = profile.estimate(ask.signals.embedding)
+    scored = [Scored(b.name, estimates.get(b.profile) if b.profile else None, price_of(b))
+              for b in runtime.candidates(ask.config, settings)]
+    return (scored, profile) if any(s.score is not None for s in scored) else None
 
 
 def _details(profile, settings, explained: list[dict], **extra) -> dict:
@@ -36,11 +40,10 @@ class Quality(Selector):
         settings = ask.config.routing.quality
         if settings is None:
             return None
-        backends, estimates, profile = _estimates(ask, settings)
-        scored = [Scored(b.name, estimates.get(b.profile) if b.profile else None, b.price.input + b.price.output)
-                  for b in backends]
-        if not any(s.score is not None for s in scored):
-            return None   # nothing to weigh: the next selector (or routing.default) answers
+        found = _scored(ask, settings, lambda b: b.price.input + b.price.output)
+        if found is None:
+            return None
+        scored, profile = found
         if settings.tolerance is not None:
             chosen, setting = by_tolerance(scored, settings.tolerance), {"tolerance": settings.tolerance}
         else:
@@ -56,12 +59,12 @@ class Budget(Selector):
         settings = ask.config.routing.budget
         if settings is None:
             return None
-        backends, estimates, profile = _estimates(ask, settings)
         out_tokens = ask.request.max_tokens if ask.request.max_tokens is not None else ask.config.routing.expected_output_tokens
-        costs = {b.name: b.price.cost(ask.request.prompt_tokens, out_tokens) for b in backends}
-        scored = [Scored(b.name, estimates.get(b.profile) if b.profile else None, costs[b.name]) for b in backends]
-        if not any(s.score is not None for s in scored):
+        found = _scored(ask, settings, lambda b: b.price.cost(ask.request.prompt_tokens, out_tokens))
+        if found is None:
             return None
+        scored, profile = found
+        costs = {s.backend: s.price for s in scored}
         mean_cost = sum(costs.values()) / max(len(costs), 1)
         # λ starts where a 0.1 gain in expected score is worth this request's mean candidate cost
         pacer = runtime.pacer_for(settings) or runtime.start_pacer(settings, 0.1 / mean_cost if mean_cost > 0 else 1.0)
