@@ -331,7 +331,14 @@ def test_triton_without_the_model(gateway, triton):
 # --- the local launcher restarts a crashed Triton ---------------------------------------------------
 
 def children(pid: int) -> list[int]:
-    return [int(c) for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()]
+    """The child processes of `pid`, from each of its threads (a thread may end while being read)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except FileNotFoundError:
+            continue  # that thread ended between the listing and the read: it has no children now
+    return found
 
 
 def test_up_restarts_a_crashed_triton(stubs, model_repository, tmp_path):
