@@ -27,6 +27,7 @@ class Scheduling:
     spinning: bool | None = None         # ONNX Runtime intra-op threads spin while idle
     model_py: str | None = None          # another model.py (A/B of the backend code)
     cpu_runtime: str | None = None       # model.py's CPU runtime (cpu_runtime.py), e.g. openvino-bf16
+    trim_padding: bool | None = None     # model.py cuts rows to their real length (row_runs.py)
 
     @classmethod
     def shipped(cls) -> "Scheduling":
@@ -34,7 +35,8 @@ class Scheduling:
         from export import triton_config as r
 
         return cls(delay_us=r.DEFAULT_QUEUE_DELAY_US, instances=r.DEFAULT_INSTANCE_COUNT,
-                   intra_op_threads=r.DEFAULT_INTRA_OP_THREADS, spinning=r.DEFAULT_INTRA_OP_SPINNING == "1")
+                   intra_op_threads=r.DEFAULT_INTRA_OP_THREADS, spinning=r.DEFAULT_INTRA_OP_SPINNING == "1",
+                   trim_padding=r.DEFAULT_TRIM_PADDING == "1")
 
     def label(self) -> str:
         parts = [f"delay={self.delay_us}us" if self.delay_us is not None else "",
@@ -43,7 +45,8 @@ class Scheduling:
                  f"ort_threads={self.intra_op_threads}" if self.intra_op_threads else "",
                  f"spinning={int(self.spinning)}" if self.spinning is not None else "",
                  f"model.py={Path(self.model_py).name}" if self.model_py else "",
-                 f"cpu_runtime={self.cpu_runtime}" if self.cpu_runtime else ""]
+                 f"cpu_runtime={self.cpu_runtime}" if self.cpu_runtime else "",
+                 f"trim_padding={int(self.trim_padding)}" if self.trim_padding is not None else ""]
         return " ".join(p for p in parts if p) or "exported defaults"
 
 
@@ -65,12 +68,18 @@ def configure(text: str, s: Scheduling) -> str:
     if s.intra_op_threads:
         text = re.sub(r'(key: "intra_op_threads" value: \{ string_value: ")\d+', rf"\g<1>{s.intra_op_threads}", text)
     if s.spinning is not None:
-        text = re.sub(r'parameters \{ key: "intra_op_spinning"[^\n]*\n', "", text)
-        text += f'parameters {{ key: "intra_op_spinning" value: {{ string_value: "{int(s.spinning)}" }} }}\n'
+        text = _with_parameter(text, "intra_op_spinning", str(int(s.spinning)))
     if s.cpu_runtime:
-        text = re.sub(r'parameters \{ key: "cpu_runtime"[^\n]*\n', "", text)
-        text += f'parameters {{ key: "cpu_runtime" value: {{ string_value: "{s.cpu_runtime}" }} }}\n'
+        text = _with_parameter(text, "cpu_runtime", s.cpu_runtime)
+    if s.trim_padding is not None:
+        text = _with_parameter(text, "trim_padding", str(int(s.trim_padding)))
     return text
+
+
+def _with_parameter(text: str, key: str, value: str) -> str:
+    """The config text with parameter `key` set to `value` (one line, replacing any before)."""
+    text = re.sub(rf'parameters \{{ key: "{key}"[^\n]*\n', "", text)
+    return text + f'parameters {{ key: "{key}" value: {{ string_value: "{value}" }} }}\n'
 
 
 def private_repository(dest: Path, scheduling: Scheduling | None = None) -> Path:
@@ -83,7 +92,8 @@ def private_repository(dest: Path, scheduling: Scheduling | None = None) -> Path
     for name in ("model.onnx", "tokenizer.json"):
         (model / "1" / name).symlink_to(source / "1" / name)
     shutil.copyfile(scheduling.model_py or source / "1" / "model.py", model / "1" / "model.py")
-    shutil.copyfile(source / "1" / "cpu_runtime.py", model / "1" / "cpu_runtime.py")  # model.py imports it
+    for name in ("cpu_runtime.py", "row_runs.py"):  # model.py imports them
+        shutil.copyfile(source / "1" / name, model / "1" / name)
     (model / "config.pbtxt").write_text(configure((source / "config.pbtxt").read_text(), scheduling))
     return dest
 

@@ -107,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="first N rows of every set only (quick check)")
     p.add_argument("--config", type=Path, default=None, help="gateway config whose routing.safety thresholds count as blocks (default: config/example.yaml)")
     p.add_argument("--compare", default=None, help="metrics.json of another model (e.g. v1) shown beside this one in goals.md; "
-                   "or `fp32`: the decision gate of --cpu-runtime against ONNX Runtime fp32, each on its own private Triton")
+                   "or `fp32`: the decision gate of the served path (--cpu-runtime, padding trimmed as exported) against the reference, "
+                   "ONNX Runtime fp32 with rows as sent, each on its own private Triton")
     p.add_argument("--cpu-runtime", default=None, help="with --compare fp32: the runtime under test (onnxruntime-fp32, "
                    "openvino-fp32, openvino-bf16, onnxruntime-bf16-emulated; default: what `auto` picks on this CPU)")
     from control.selection.cli_args import add_selection_commands  # issue 14: its flags live with it

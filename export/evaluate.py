@@ -28,8 +28,8 @@ from export.report import write_outputs
 from export.repository import build_repository
 from modelspec import labels
 from modelspec.calibration import threshold_for
-from export.runtime_gate import (FP32, classify_on, decisions, gate, is_runtime_comparison, print_gate, route_utterances,
-                                 runtime_under_test, write_gate)
+from export.runtime_gate import (FP32, classify_on, decisions, exported_trim_padding, gate, is_runtime_comparison, path_label,
+                                 print_gate, route_utterances, runtime_under_test, write_gate)
 
 BATCH = 32
 JAILBREAK_THRESHOLD = 0.5   # used when the weights carry no threshold chosen on training data
@@ -237,25 +237,29 @@ def run_gate(args, sets: dict, texts: list[str], meta: dict, weights: Path, root
     out_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="semroute-gate-"))  # this run's Triton repositories only
     classified = list(dict.fromkeys(texts + route_utterances(config_path)))
+    trimmed = exported_trim_padding(model_dir)
+    served_path, reference = path_label(runtime, trimmed), path_label(FP32, False)
     results, decided, served = {}, {}, {}
-    for name in dict.fromkeys((runtime, FP32)):  # once when the runtime under test is fp32 itself
+    # Once when the path under test is the reference itself (fp32, rows as sent).
+    for label, (name, trim) in {served_path: (runtime, trimmed), reference: (FP32, False)}.items():
         started = time.time()
-        sig, served[name] = classify_on(name, model_dir, classified, work, classify_all)
-        results[name] = compute(sets, sig, meta, config_path)
-        results[name]["meta"] = {**_meta(f"a private Triton, cpu_runtime {name}", meta, weights, started, texts, args, root),
-                                 "cpu_runtime": name}
-        decided[name] = decisions(sig, texts, config_path, meta.get("calibration"), work / f"{name}-routes")
+        sig, served[label] = classify_on(name, trim, model_dir, classified, work, classify_all)
+        results[label] = compute(sets, sig, meta, config_path)
+        results[label]["meta"] = {**_meta(f"a private Triton, cpu_runtime {name}", meta, weights, started, texts, args, root),
+                                  "cpu_runtime": name, "trim_padding": trim}
+        decided[label] = decisions(sig, texts, config_path, meta.get("calibration"), work / f"{label}-routes")
     for log in work.glob("*.log"):
         shutil.copyfile(log, out_dir / f"triton-{log.name}")
     shutil.rmtree(work, ignore_errors=True)
-    report = {**gate(results[runtime], results[FP32], decided[runtime], decided[FP32], runtime),
+    report = {**gate(results[served_path], results[reference], decided[served_path], decided[reference], served_path),
               "config": str(config_path), "served_as": served,  # bf16 asked of a CPU without bf16 runs f32
-              "fp32_outcomes": dict(Counter(decided[FP32].values()).most_common()), "same_runtime": runtime == FP32}
-    write_outputs(results[runtime], meta, out_dir, None)
-    write_outputs(results[FP32], meta, out_dir / "fp32", None)
+              "fp32_outcomes": dict(Counter(decided[reference].values()).most_common()),
+              "same_runtime": served_path == reference}
+    write_outputs(results[served_path], meta, out_dir, None)
+    write_outputs(results[reference], meta, out_dir / "fp32", None)
     print_gate(report)
     if report["same_runtime"]:
-        print(f"(this CPU's runtime is {FP32} itself: pass --cpu-runtime to compare another)")
+        print(f"(the served path is the reference, {FP32} with rows as sent: pass --cpu-runtime to compare another)")
     print(f"wrote {write_gate(report, out_dir)}, {out_dir}/metrics.json and {out_dir}/fp32/metrics.json", file=sys.stderr)
     return 0
 

@@ -25,8 +25,8 @@ from modelspec import interface
 from modelspec.base_model import tokenizer_file
 
 COMMITTED_MODEL_PY = Path(__file__).resolve().parents[1] / "model_repository" / interface.MODEL_NAME / VERSION / "model.py"
-# The Python backend's committed sources, copied beside the ONNX file (cpu_runtime.py: issue 18).
-COMMITTED_BACKEND_FILES = (COMMITTED_MODEL_PY, COMMITTED_MODEL_PY.with_name("cpu_runtime.py"))
+# The Python backend's committed sources, copied beside the ONNX file (cpu_runtime.py, row_runs.py: issue 18).
+COMMITTED_BACKEND_FILES = (COMMITTED_MODEL_PY, *(COMMITTED_MODEL_PY.with_name(name) for name in ("cpu_runtime.py", "row_runs.py")))
 MODELSPEC = Path(__file__).resolve().parents[1] / "modelspec"
 # Files whose change changes the ONNX graph (config.pbtxt is rewritten on every run anyway).
 EXPORT_CODE = [Path(__file__).parent / "onnx_export.py", Path(__file__).parent / "model.py",

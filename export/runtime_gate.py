@@ -1,8 +1,9 @@
 """`semroute eval --compare fp32`: the decision gate for a faster CPU runtime (issue 18 item 2).
 
-The eval prompts go through the real bundled Triton twice, once per runtime (config parameter
-`cpu_runtime`, model_repository/router/1/cpu_runtime.py): the runtime under test and ONNX
-Runtime fp32. For each prompt the decision core (control.decision.decide) decides under a
+The eval prompts go through the real bundled Triton twice: once as served (the runtime under
+test, config parameter `cpu_runtime`, model_repository/router/1/cpu_runtime.py, with the
+exported `trim_padding`, row_runs.py) and once as the reference: ONNX Runtime fp32 with rows
+run as sent, i.e. the computation before any of issue 18's fast paths. For each prompt the decision core (control.decision.decide) decides under a
 gateway config (config/example.yaml by default) from each path's signals; the gate is a
 statement about decisions and the model card's metrics, not a tolerance on tensors:
 
@@ -18,8 +19,9 @@ import json
 import shutil
 from pathlib import Path
 
-FP32 = "onnxruntime-fp32"
+FP32 = "onnxruntime-fp32"  # the reference's runtime; the reference also runs rows as sent
 ALIASES = {"fp32": FP32}
+TRIMMED = "+trim"  # a path that cuts padding off its rows (model.py's trim_padding) is named <runtime>+trim
 AGREEMENT_GOAL = 0.995
 POINTS_GOAL = 0.5
 # Leaves of metrics.json that are model-card metrics (fractions); counts, thresholds and
@@ -59,8 +61,19 @@ def route_utterances(config_path: Path) -> list[str]:
     return [u for route in load_config(config_path).routes for u in route.utterances]
 
 
-def runtime_repository(model_dir: Path, folder: Path, runtime: str) -> Path:
-    """A repository serving model_dir's router (ONNX linked, same config) with `cpu_runtime` set."""
+def path_label(runtime: str, trim_padding: bool) -> str:
+    return f"{runtime}{TRIMMED}" if trim_padding else runtime
+
+
+def exported_trim_padding(model_dir: Path) -> bool:
+    from export.triton_config import served_parameters
+
+    return served_parameters(model_dir).get("trim_padding", "1") == "1"
+
+
+def runtime_repository(model_dir: Path, folder: Path, runtime: str, trim_padding: bool) -> Path:
+    """A repository serving model_dir's router (ONNX linked, same config) with `cpu_runtime` and
+    `trim_padding` set."""
     from google.protobuf import text_format
 
     from export.repository import COMMITTED_BACKEND_FILES
@@ -75,27 +88,34 @@ def runtime_repository(model_dir: Path, folder: Path, runtime: str) -> Path:
         shutil.copyfile(source, router / VERSION / source.name)
     config = parse_config((model_dir / CONFIG_FILE).read_text())
     config.parameters["cpu_runtime"].string_value = runtime
+    config.parameters["trim_padding"].string_value = "1" if trim_padding else "0"
     (router / CONFIG_FILE).write_text(text_format.MessageToString(config))
     return folder
 
 
-def classify_on(runtime: str, model_dir: Path, texts: list[str], work: Path, classify_all) -> tuple[dict, str]:
+def classify_on(runtime: str, trim_padding: bool, model_dir: Path, texts: list[str], work: Path,
+                classify_all) -> tuple[dict, str]:
     """Every text's signals from a private Triton whose router runs on `runtime`, and what it ran
     as; `classify_all(texts, url)` is the evaluation's (export.evaluate), passed in: no import back."""
     from control.tritonserver import TritonServer
 
-    repo = runtime_repository(model_dir, work / runtime, runtime)
-    log = work / f"{runtime}.log"
+    label = path_label(runtime, trim_padding)
+    repo = runtime_repository(model_dir, work / label, runtime, trim_padding)
+    log = work / f"{label}.log"
     with TritonServer(repo, *_free_ports(3), log_file=log) as server:
         return asyncio.run(classify_all(texts, server.grpc_url)), served_as(log)
 
 
 def served_as(log: Path) -> str:
-    """What model.py logged it runs on: e.g. `openvino-bf16 (OpenVINO ... bf16 requested, runs f32 ...)`."""
+    """What model.py logged it runs on: e.g. `openvino-bf16 (OpenVINO ... bf16 requested, runs f32 ...),
+    padding trimmed`."""
     import re
 
-    found = re.search(r"router: \S+ on (.+?), numpy", log.read_text(errors="replace"))
-    return found[1] if found else "unknown (no model.py line in the Triton log)"
+    text = log.read_text(errors="replace")
+    found, padding = re.search(r"router: \S+ on (.+?), numpy", text), re.search(r"padding (trimmed|as sent)", text)
+    if not found:
+        return "unknown (no model.py line in the Triton log)"
+    return f"{found[1]}, padding {padding[1]}" if padding else found[1]
 
 
 def _free_ports(count: int) -> list[int]:
@@ -180,10 +200,10 @@ def gate(fast: dict, base: dict, fast_decisions: dict, base_decisions: dict, run
 
 def print_gate(report: dict) -> None:
     runtime = report["runtime"]
-    print(f"\n{'metric':<72} {FP32:>16} {runtime:>16} {'points':>8}")
+    print(f"\n{'metric':<72} {FP32:>22} {runtime:>22} {'points':>8}")
     for row in report["metrics"]:
         mark = "  <-- over 0.5" if abs(row["points"]) > POINTS_GOAL else ""
-        print(f"{row['metric']:<72} {row[FP32]:>16.4f} {row[runtime]:>16.4f} {row['points']:>+8.2f}{mark}")
+        print(f"{row['metric']:<72} {row[FP32]:>22.4f} {row[runtime]:>22.4f} {row['points']:>+8.2f}{mark}")
     worst = report["worst_metric"] or {"metric": "-", "points": 0.0}
     print(f"\ndecisions: {report['agreement']:.2%} of {report['prompts']} prompts agree "
           f"({report['disagreements']} differ; goal >= {AGREEMENT_GOAL:.1%})")

@@ -38,11 +38,15 @@ DEFAULT_INTRA_OP_SPINNING = "0"
 # default: bf16 (emulated) missed the decision gate (bench/RESULTS.md, issue 18).
 # SEMROUTE_CPU_RUNTIME overrides it at export.
 DEFAULT_CPU_RUNTIME = "onnxruntime-fp32"
+# model.py cuts each row to its real length and runs the rows in the cheapest grouping
+# (model_repository/router/1/row_runs.py): the gateway's bucket padding costs CPU like real
+# tokens. "0" (rows as sent) is the decision gate's reference (export/runtime_gate.py).
+DEFAULT_TRIM_PADDING = "1"
+DEFAULT_QUEUE_DELAY_US = 500
 
 
 def cpu_runtime_setting() -> str:
     return os.environ.get("SEMROUTE_CPU_RUNTIME") or DEFAULT_CPU_RUNTIME
-DEFAULT_QUEUE_DELAY_US = 500
 
 # Weights metadata that travels into the model config, so the gateway learns it from Triton:
 # the strong-share calibration, recommended safety thresholds (chosen on training dev data),
@@ -79,7 +83,7 @@ def model_parameters(intra_op_threads: int = DEFAULT_INTRA_OP_THREADS, meta: dic
              if meta.get(key) is not None}
     return {**extra, **contract_parameters(),
             "intra_op_threads": str(intra_op_threads), "intra_op_spinning": DEFAULT_INTRA_OP_SPINNING,
-            "cpu_runtime": cpu_runtime_setting()}
+            "cpu_runtime": cpu_runtime_setting(), "trim_padding": DEFAULT_TRIM_PADDING}
 
 
 def _pbtxt_string(value: str) -> str:

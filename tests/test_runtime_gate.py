@@ -62,11 +62,13 @@ def test_the_cli_gates_a_runtime_on_real_prompts_through_two_tritons(model_repos
                           "--limit", "1", "--data-dir", str(root), "--output-dir", str(out)],
                          cwd=REPO, capture_output=True, text=True, timeout=900, env=os.environ.copy())
     assert run.returncode == 0, run.stderr[-3000:]
-    assert "gate: PASSED for openvino-fp32 against onnxruntime-fp32" in run.stdout
+    assert "gate: PASSED for openvino-fp32+trim against onnxruntime-fp32" in run.stdout  # trimmed, against rows as sent
     report = json.loads((out / "runtime_gate.json").read_text())
     assert report["prompts"] > 20 and report["agreement"] == 1.0
-    assert "runs f32" in report["served_as"]["openvino-fp32"] and "ONNX Runtime" in report["served_as"][FP32]
+    assert "runs f32" in report["served_as"]["openvino-fp32+trim"] and report["served_as"]["openvino-fp32+trim"].endswith("padding trimmed")
+    assert "ONNX Runtime" in report["served_as"][FP32] and report["served_as"][FP32].endswith("padding as sent")
     assert {r.split(":")[0] for r in report["fp32_outcomes"]} == {"backend", "refused"}  # routes and blocks both seen
     fast, base = (json.loads((d / "metrics.json").read_text()) for d in (out, out / "fp32"))
-    assert fast.keys() == base.keys() and fast["meta"]["cpu_runtime"] == "openvino-fp32"
+    assert fast.keys() == base.keys() and fast["meta"]["cpu_runtime"] == "openvino-fp32" and fast["meta"]["trim_padding"]
+    assert base["meta"]["cpu_runtime"] == FP32 and not base["meta"]["trim_padding"]
     assert len(report["metrics"]) > 100

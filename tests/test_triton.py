@@ -19,6 +19,7 @@ from tritonclient.utils import InferenceServerException
 from control.tritonserver import TritonServer
 from export.triton_config import CONFIG_FILE, ONNX_FILE, VERSION, parse_config
 from modelspec import interface, labels
+from modelspec.buckets import bucket_width
 from modelspec.interface import INPUT_NAMES, OUTPUT_NAMES
 from tests.conftest import free_ports
 
@@ -73,6 +74,22 @@ def in_process(session, ids, mask) -> dict[str, np.ndarray]:
     return dict(zip(OUTPUT_NAMES, session.run(list(OUTPUT_NAMES), dict(zip(INPUT_NAMES, (ids, mask))))))
 
 
+def assert_matches(got: dict, expected: dict, mask: np.ndarray, padding: str = "trimmed", *,
+                   atol: float = TOLERANCE, per_token_atol: float = TOLERANCE) -> None:
+    """Served outputs against in-process ones on the same (padded) input. Per-token outputs are
+    compared at each row's real tokens; past them the server answers 0 when it trims padding
+    (model.py, row_runs.py) and the graph's own values when it runs rows as sent."""
+    real = np.arange(mask.shape[1])[None, :] < mask.shape[1] - np.argmax(mask[:, ::-1] != 0, axis=1)[:, None]
+    for name in OUTPUT_NAMES:
+        assert got[name] is not None and got[name].shape == expected[name].shape, name
+        if name != interface.PER_TOKEN_OUTPUT:
+            np.testing.assert_allclose(got[name], expected[name], atol=atol, err_msg=name)
+            continue
+        np.testing.assert_allclose(got[name][real], expected[name][real], atol=per_token_atol, err_msg=name)
+        past = expected[name][~real] if padding == "as sent" else np.zeros_like(got[name][~real])
+        np.testing.assert_allclose(got[name][~real], past, atol=per_token_atol, err_msg=f"{name} past the real tokens")
+
+
 def model_counts(client) -> tuple[int, int]:
     """(inference_count, execution_count) of the model since the server started."""
     stats = client.get_inference_statistics(model_name=MODEL, as_json=True)["model_stats"][0]
@@ -101,11 +118,27 @@ def test_triton_matches_onnx_runtime(client, session, tokenizer):
     ids, mask = encode(tokenizer, TEXTS)
     assert len(set(mask.sum(1))) == len(TEXTS)
     result = client.infer(MODEL, infer_inputs(grpcclient, ids, mask))
-    expected = in_process(session, ids, mask)
-    for name in OUTPUT_NAMES:
-        got = result.as_numpy(name)
-        assert got is not None and got.shape == expected[name].shape, name
-        np.testing.assert_allclose(got, expected[name], atol=TOLERANCE, err_msg=name)
+    assert_matches({name: result.as_numpy(name) for name in OUTPUT_NAMES}, in_process(session, ids, mask), mask)
+
+
+def bucket_padded(tokenizer, texts) -> tuple[np.ndarray, np.ndarray]:
+    """Rows right-padded to the length bucket of the longest, as the gateway pads them."""
+    ids, mask = encode(tokenizer, texts)
+    width = bucket_width(ids.shape[1])
+    return np.pad(ids, ((0, 0), (0, width - ids.shape[1]))), np.pad(mask, ((0, 0), (0, width - mask.shape[1])))
+
+
+def test_bucket_padded_rows_of_many_lengths_get_their_own_outputs(triton, client, session, tokenizer):
+    """Multi-row requests padded like the gateway's, rows of every real length, in one dynamic
+    batch: the trimmed, regrouped runs put every row's outputs back in its own place."""
+    words = [" ".join(["token"] * n) for n in range(1, 90, 3)]
+    requests = [bucket_padded(tokenizer, words[i:i + 3]) for i in range(0, len(words), 3)]
+    before = model_counts(client)
+    results = asyncio.run(infer_concurrently(triton.grpc_url, requests))
+    inferences, executions = counts_since(client, before, len(words))  # Triton counts rows
+    assert inferences == len(words) and executions < len(requests), (inferences, executions)
+    for (ids, mask), result in zip(requests, results):
+        assert_matches(result, in_process(session, ids, mask), mask)
 
 
 def test_ragged_requests_share_a_batch_and_get_their_own_pii_logits(triton, client, session, tokenizer):
@@ -179,7 +212,7 @@ def router_copy(model_repository, repo, **parameters: str | None):
     """`repo`/router: the exported router with these config parameters changed (None: removed)."""
     source, model = model_repository / MODEL, repo / MODEL
     (model / VERSION).mkdir(parents=True, exist_ok=True)
-    for name in ("model.py", "cpu_runtime.py", ONNX_FILE):  # model.py imports cpu_runtime.py beside it
+    for name in ("model.py", "cpu_runtime.py", "row_runs.py", ONNX_FILE):  # model.py imports the two beside it
         link = model / VERSION / name
         if not link.exists():
             link.symlink_to((source / VERSION / name).resolve())
@@ -234,9 +267,21 @@ def test_router_groups_rows_by_the_length_buckets_of_its_config(model_repository
         with grpcclient.InferenceServerClient(server.grpc_url) as client:
             ids, mask = encode(tokenizer, TEXTS)
             result = client.infer(MODEL, infer_inputs(grpcclient, ids, mask))
-    expected = in_process(session, ids, mask)
-    for name in OUTPUT_NAMES:
-        np.testing.assert_allclose(result.as_numpy(name), expected[name], atol=TOLERANCE, err_msg=name)
+    assert_matches({name: result.as_numpy(name) for name in OUTPUT_NAMES}, in_process(session, ids, mask), mask)
+
+
+def test_rows_as_sent_are_the_reference(model_repository, session, tokenizer, tmp_path):
+    """trim_padding "0" (the decision gate's reference) runs rows at the width they came in:
+    even the padded positions' per-token outputs are the graph's own."""
+    router_copy(model_repository, tmp_path / "repo", trim_padding="0")
+    with explicit_triton(tmp_path / "repo", tmp_path) as server:
+        status, body = load_router(server)
+        assert status == 200, body
+        assert "padding as sent" in server.log_file.read_text(), server.log_tail()
+        with grpcclient.InferenceServerClient(server.grpc_url) as client:
+            ids, mask = bucket_padded(tokenizer, TEXTS)
+            result = client.infer(MODEL, infer_inputs(grpcclient, ids, mask))
+    assert_matches({name: result.as_numpy(name) for name in OUTPUT_NAMES}, in_process(session, ids, mask), mask, "as sent")
 
 
 @pytest.mark.parametrize("parameter", ["length_buckets", "max_seq_len"])

@@ -3,8 +3,10 @@ cpu_runtime.py picks at start (config parameter `cpu_runtime`; ONNX Runtime fp32
 
 Committed source; `semroute export` writes model.onnx (and config.pbtxt one folder up) beside it.
 Triton hands `execute` every request of one dynamic batch. Requests may have different
-sequence lengths (config: allow_ragged_batch), so they are right-padded to the longest,
-run as ONE session.run, and split back, each per-token output cut to its own length.
+sequence lengths (config: allow_ragged_batch). With `trim_padding` (the default) every row is
+cut to its real length and the rows are run in the cheapest grouping (row_runs.py); without it
+(the decision gate's reference) requests are grouped by width and padded to the longest. Each
+request gets its outputs back at the width it sent.
 
 Triton's stub cannot import modelspec (it ignores PYTHONPATH), so everything this model knows
 of the contract (tensor names, the window, the length buckets) comes from config.pbtxt,
@@ -17,6 +19,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from cpu_runtime import cpu_flags, load_runner, select_runtime  # beside this file (the stub's sys.path has it)
+from row_runs import plan_runs, real_lengths
 
 
 class TritonPythonModel:
@@ -30,12 +33,13 @@ class TritonPythonModel:
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         self.max_seq_len = int(_required(params, "max_seq_len"))
         self.width_groups = tuple(json.loads(_required(params, "length_buckets")))
+        self.trim_padding = params.get("trim_padding", "1") == "1"
         runtime = select_runtime(params.get("cpu_runtime", "onnxruntime-fp32"), cpu_flags())
         onnx_path = Path(__file__).parent / "model.onnx"
         self.run_graph, described = load_runner(runtime, onnx_path, self.input_names, self.output_names,
                                                 int(params.get("intra_op_threads", 2)), params.get("intra_op_spinning", "1"))
         pb_utils.Logger.log_info(f"router: {onnx_path} on {runtime} ({described}), numpy {np.__version__}, "
-                                 f"width groups {list(self.width_groups)}")
+                                 f"width groups {list(self.width_groups)}, padding {'trimmed' if self.trim_padding else 'as sent'}")
 
     def execute(self, requests):
         responses = [None] * len(requests)
@@ -67,12 +71,40 @@ class TritonPythonModel:
         return ids, mask
 
     def _run_together(self, batch):
-        """Per-request output dicts, in order. Requests are grouped by width (the gateway's length
-        buckets, from the config: its requests fall into these groups whole, any other client's
-        widths are rounded up to one of them) and each group is one session.run padded to its
-        longest: a short request never pays for a long one's padding (a 256-token chunk in a
-        batch of 32-token rows would otherwise multiply the work by 8), and there are at most
-        len(width_groups) runs."""
+        """Per-request output dicts, in order."""
+        return self._run_trimmed(batch) if self.trim_padding else self._run_by_width(batch)
+
+    def _run_trimmed(self, batch):
+        """Every row cut to its real length, the rows run in row_runs' cheapest grouping, and
+        each request's outputs put back together at the width it sent (per-token outputs past
+        a row's last unmasked token are 0: padding, never read)."""
+        rows = [(k, r) for k, (ids, _) in enumerate(batch) for r in range(ids.shape[0])]
+        lengths = np.concatenate([real_lengths(mask) for _, mask in batch])
+        results = [{} for _ in batch]
+        for width, members in plan_runs(lengths):
+            picked = [rows[m] for m in members]
+            ids = np.stack([batch[k][0][r, :width] for k, r in picked])
+            mask = np.stack([batch[k][1][r, :width] for k, r in picked])
+            for name, value in self.run_graph(ids, mask).items():
+                for row_output, (k, r), length in zip(value, picked, lengths[members]):
+                    self._place(results[k], name, r, row_output, length, batch[k][0].shape)
+        return results
+
+    def _place(self, result, name, row, row_output, length, sent_shape):
+        """One row's output into its request's array, made at the width the request sent."""
+        if name not in result:
+            shape = sent_shape if name in self.per_token else sent_shape[:1]
+            result[name] = np.zeros(shape + row_output.shape[len(shape) - 1:], row_output.dtype)
+        if name in self.per_token:
+            result[name][row, :length] = row_output[:length]
+        else:
+            result[name][row] = row_output
+
+    def _run_by_width(self, batch):
+        """Requests grouped by width (the gateway's length buckets, from the config: its requests
+        fall into these groups whole, any other client's widths are rounded up to one of them)
+        and each group is one session.run padded to its longest: a short request never pays for
+        a long one's padding, and there are at most len(width_groups) runs."""
         groups = {}
         for k, (ids, _) in enumerate(batch):
             groups.setdefault(_width_group(ids.shape[1], self.width_groups), []).append(k)
