@@ -258,30 +258,36 @@ def _live(server) -> bool:
         return False
 
 
-def test_router_groups_rows_by_the_length_buckets_of_its_config(model_repository, session, tokenizer, tmp_path):
-    router_copy(model_repository, tmp_path / "repo", length_buckets=json.dumps([8, 40, 256]))
+def served_by_a_copy(model_repository, tmp_path, logged: str, ids, mask, **parameters: str) -> dict[str, np.ndarray]:
+    """The outputs for (ids, mask) from a Triton serving the router with these config parameters,
+    once its log says `logged` (what model.py made of them)."""
+    router_copy(model_repository, tmp_path / "repo", **parameters)
     with explicit_triton(tmp_path / "repo", tmp_path) as server:
         status, body = load_router(server)
         assert status == 200, body
-        assert "width groups [8, 40, 256]" in server.log_file.read_text(), server.log_tail()
+        assert logged in server.log_file.read_text(), server.log_tail()
         with grpcclient.InferenceServerClient(server.grpc_url) as client:
-            ids, mask = encode(tokenizer, TEXTS)
             result = client.infer(MODEL, infer_inputs(grpcclient, ids, mask))
-    assert_matches({name: result.as_numpy(name) for name in OUTPUT_NAMES}, in_process(session, ids, mask), mask)
+    return {name: result.as_numpy(name) for name in OUTPUT_NAMES}
+
+
+def test_router_groups_rows_by_the_length_buckets_of_its_config(model_repository, session, tokenizer, tmp_path):
+    """With rows run as sent, requests are grouped by the config's widths."""
+    ids, mask = encode(tokenizer, TEXTS)
+    served = served_by_a_copy(model_repository, tmp_path, "width groups [8, 40, 256], padding as sent", ids, mask,
+                              length_buckets=json.dumps([8, 40, 256]), trim_padding="0")
+    assert_matches(served, in_process(session, ids, mask), mask, "as sent")
 
 
 def test_rows_as_sent_are_the_reference(model_repository, session, tokenizer, tmp_path):
     """trim_padding "0" (the decision gate's reference) runs rows at the width they came in:
-    even the padded positions' per-token outputs are the graph's own."""
-    router_copy(model_repository, tmp_path / "repo", trim_padding="0")
-    with explicit_triton(tmp_path / "repo", tmp_path) as server:
-        status, body = load_router(server)
-        assert status == 200, body
-        assert "padding as sent" in server.log_file.read_text(), server.log_tail()
-        with grpcclient.InferenceServerClient(server.grpc_url) as client:
-            ids, mask = bucket_padded(tokenizer, TEXTS)
-            result = client.infer(MODEL, infer_inputs(grpcclient, ids, mask))
-    assert_matches({name: result.as_numpy(name) for name in OUTPUT_NAMES}, in_process(session, ids, mask), mask, "as sent")
+    even the padded positions' per-token outputs are the graph's own, where trimming gives 0."""
+    ids, mask = bucket_padded(tokenizer, TEXTS)
+    expected = in_process(session, ids, mask)
+    as_sent = served_by_a_copy(model_repository, tmp_path / "as-sent", "padding as sent", ids, mask, trim_padding="0")
+    assert_matches(as_sent, expected, mask, "as sent")
+    trimmed = served_by_a_copy(model_repository, tmp_path / "trimmed", "padding trimmed", ids, mask, trim_padding="1")
+    assert_matches(trimmed, expected, mask, "trimmed")
 
 
 @pytest.mark.parametrize("parameter", ["length_buckets", "max_seq_len"])
