@@ -3,9 +3,10 @@
 The eval prompts go through the real bundled Triton twice: once as served (the runtime under
 test, config parameter `cpu_runtime`, model_repository/router/1/cpu_runtime.py, with the
 exported `trim_padding`, row_runs.py) and once as the reference: ONNX Runtime fp32 with rows
-run as sent, i.e. the computation before any of issue 18's fast paths. For each prompt the decision core (control.decision.decide) decides under a
-gateway config (config/example.yaml by default) from each path's signals; the gate is a
-statement about decisions and the model card's metrics, not a tolerance on tensors:
+run as sent, the computation before any of issue 18's fast paths. For each prompt the
+decision core (control.decision.decide) decides under a gateway config (config/example.yaml
+by default) from each path's signals; the gate is a statement about decisions and the model
+card's metrics, not a tolerance on tensors:
 
 - decisions (the backend chosen, or the block / refusal code) agree on >= 99.5% of prompts;
 - every model-card metric (accuracy, F1, flag rates, routing scores ... in [0, 1]) moves by
