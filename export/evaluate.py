@@ -245,7 +245,8 @@ def run_gate(args, sets: dict, texts: list[str], meta: dict, weights: Path, root
         started = time.time()
         sig, served[label] = classify_on(name, trim, model_dir, classified, work, classify_all)
         results[label] = compute(sets, sig, meta, config_path)
-        results[label]["meta"] = {**_meta(f"a private Triton, cpu_runtime {name}", meta, weights, started, texts, args, root),
+        served_by = f"a private Triton, cpu_runtime {name}, padding {'trimmed' if trim else 'as sent'}"
+        results[label]["meta"] = {**_meta(served_by, meta, weights, started, texts, args, root),
                                   "cpu_runtime": name, "trim_padding": trim}
         decided[label] = decisions(sig, texts, config_path, meta.get("calibration"), work / f"{label}-routes")
     for log in work.glob("*.log"):

@@ -28,6 +28,18 @@ COMMITTED_MODEL_PY = Path(__file__).resolve().parents[1] / "model_repository" / 
 # The Python backend's committed sources, copied beside the ONNX file (cpu_runtime.py, row_runs.py: issue 18).
 COMMITTED_BACKEND_FILES = (COMMITTED_MODEL_PY, *(COMMITTED_MODEL_PY.with_name(name) for name in ("cpu_runtime.py", "row_runs.py")))
 MODELSPEC = Path(__file__).resolve().parents[1] / "modelspec"
+
+
+def backend_module(name: str):
+    """One of the committed backend modules (`cpu_runtime`, `row_runs`), loaded from its file:
+    it lives beside model.py, not in a package."""
+    import importlib.util
+
+    path = next(f for f in COMMITTED_BACKEND_FILES if f.stem == name)
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 # Files whose change changes the ONNX graph (config.pbtxt is rewritten on every run anyway).
 EXPORT_CODE = [Path(__file__).parent / "onnx_export.py", Path(__file__).parent / "model.py",
                MODELSPEC / "labels.py", MODELSPEC / "interface.py"]

@@ -34,15 +34,9 @@ SKIPPED_SECTIONS = ("meta", "goals", "long_inputs")
 
 def cpu_runtime_module():
     """model_repository/router/1/cpu_runtime.py (it lives beside model.py, not in a package)."""
-    import importlib.util
+    from export.repository import backend_module
 
-    from export.repository import COMMITTED_BACKEND_FILES
-
-    path = next(f for f in COMMITTED_BACKEND_FILES if f.name == "cpu_runtime.py")
-    spec = importlib.util.spec_from_file_location("cpu_runtime", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return backend_module("cpu_runtime")
 
 
 def is_runtime_comparison(compare) -> bool:
@@ -201,10 +195,11 @@ def gate(fast: dict, base: dict, fast_decisions: dict, base_decisions: dict, run
 
 def print_gate(report: dict) -> None:
     runtime = report["runtime"]
-    print(f"\n{'metric':<72} {FP32:>22} {runtime:>22} {'points':>8}")
+    width = max(len(FP32), len(runtime)) + 2
+    print(f"\n{'metric':<72} {FP32:>{width}} {runtime:>{width}} {'points':>8}")
     for row in report["metrics"]:
         mark = "  <-- over 0.5" if abs(row["points"]) > POINTS_GOAL else ""
-        print(f"{row['metric']:<72} {row[FP32]:>22.4f} {row[runtime]:>22.4f} {row['points']:>+8.2f}{mark}")
+        print(f"{row['metric']:<72} {row[FP32]:>{width}.4f} {row[runtime]:>{width}.4f} {row['points']:>+8.2f}{mark}")
     worst = report["worst_metric"] or {"metric": "-", "points": 0.0}
     print(f"\ndecisions: {report['agreement']:.2%} of {report['prompts']} prompts agree "
           f"({report['disagreements']} differ; goal >= {AGREEMENT_GOAL:.1%})")

@@ -19,12 +19,14 @@ from tritonclient.utils import InferenceServerException
 from control.tritonserver import TritonServer
 from export.triton_config import CONFIG_FILE, ONNX_FILE, VERSION, parse_config
 from modelspec import interface, labels
+from export.repository import backend_module
 from modelspec.buckets import bucket_width
 from modelspec.interface import INPUT_NAMES, OUTPUT_NAMES
 from tests.conftest import free_ports
 
 TOLERANCE = 1e-4
 MODEL = interface.MODEL_NAME
+row_runs = backend_module("row_runs")
 TEXTS = (
     "Hello there.",
     "Which is larger, 2^10 or 10^3? Explain briefly.",
@@ -79,7 +81,7 @@ def assert_matches(got: dict, expected: dict, mask: np.ndarray, padding: str = "
     """Served outputs against in-process ones on the same (padded) input. Per-token outputs are
     compared at each row's real tokens; past them the server answers 0 when it trims padding
     (model.py, row_runs.py) and the graph's own values when it runs rows as sent."""
-    real = np.arange(mask.shape[1])[None, :] < mask.shape[1] - np.argmax(mask[:, ::-1] != 0, axis=1)[:, None]
+    real = np.arange(mask.shape[1])[None, :] < row_runs.real_lengths(mask)[:, None]
     for name in OUTPUT_NAMES:
         assert got[name] is not None and got[name].shape == expected[name].shape, name
         if name != interface.PER_TOKEN_OUTPUT:
@@ -88,6 +90,19 @@ def assert_matches(got: dict, expected: dict, mask: np.ndarray, padding: str = "
         np.testing.assert_allclose(got[name][real], expected[name][real], atol=per_token_atol, err_msg=name)
         past = expected[name][~real] if padding == "as sent" else np.zeros_like(got[name][~real])
         np.testing.assert_allclose(got[name][~real], past, atol=per_token_atol, err_msg=f"{name} past the real tokens")
+
+
+@contextmanager
+def batched_without_fallback(server):
+    """The block's requests must not make model.py give up on running a batch together (it then
+    runs each request alone: right answers, lost batching; it says so in the log)."""
+    start = server.log_file.stat().st_size
+    yield
+    time.sleep(0.5)  # the Python backend's log lines go through Triton's logger
+    with server.log_file.open(errors="replace") as log:
+        log.seek(start)
+        fallbacks = [line for line in log if "failed together" in line]
+    assert not fallbacks, fallbacks
 
 
 def model_counts(client) -> tuple[int, int]:
@@ -134,7 +149,8 @@ def test_bucket_padded_rows_of_many_lengths_get_their_own_outputs(triton, client
     words = [" ".join(["token"] * n) for n in range(1, 90, 3)]
     requests = [bucket_padded(tokenizer, words[i:i + 3]) for i in range(0, len(words), 3)]
     before = model_counts(client)
-    results = asyncio.run(infer_concurrently(triton.grpc_url, requests))
+    with batched_without_fallback(triton):  # runs mix rows of requests sent at different widths
+        results = asyncio.run(infer_concurrently(triton.grpc_url, requests))
     inferences, executions = counts_since(client, before, len(words))  # Triton counts rows
     assert inferences == len(words) and executions < len(requests), (inferences, executions)
     for (ids, mask), result in zip(requests, results):
@@ -147,7 +163,8 @@ def test_ragged_requests_share_a_batch_and_get_their_own_pii_logits(triton, clie
     requests = [encode(tokenizer, [text]) for text in texts]
     assert len({ids.shape[1] for ids, _ in requests}) == len(requests)
     before = model_counts(client)
-    results = asyncio.run(infer_concurrently(triton.grpc_url, requests))
+    with batched_without_fallback(triton):
+        results = asyncio.run(infer_concurrently(triton.grpc_url, requests))
     inferences, executions = counts_since(client, before, len(requests))
     assert inferences == len(requests) and executions < inferences, (inferences, executions)
     for (ids, mask), result in zip(requests, results):

@@ -33,7 +33,7 @@ class TritonPythonModel:
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         self.max_seq_len = int(_required(params, "max_seq_len"))
         self.width_groups = tuple(json.loads(_required(params, "length_buckets")))
-        self.trim_padding = params.get("trim_padding", "1") == "1"
+        self.trim_padding = _flag(params, "trim_padding", default="1")
         runtime = select_runtime(params.get("cpu_runtime", "onnxruntime-fp32"), cpu_flags())
         onnx_path = Path(__file__).parent / "model.onnx"
         self.run_graph, described = load_runner(runtime, onnx_path, self.input_names, self.output_names,
@@ -52,7 +52,10 @@ class TritonPythonModel:
         if valid:
             try:
                 results = self._run_together([(ids, mask) for _, ids, mask in valid])
-            except Exception:  # noqa: BLE001 — one bad request must not fail the others
+            except Exception as exc:  # noqa: BLE001 — one bad request must not fail the others
+                # Said in the log: a bug here would otherwise only show as lost batching.
+                pb_utils.Logger.log_warn(f"router: a batch of {len(valid)} requests failed together ({exc!r}); "
+                                         f"running each alone")
                 results = [self._run_alone(ids, mask) for _, ids, mask in valid]
             for (i, _, _), result in zip(valid, results):
                 responses[i] = result if isinstance(result, pb_utils.InferenceResponse) else _response(result, self.output_names)
@@ -83,21 +86,21 @@ class TritonPythonModel:
         results = [{} for _ in batch]
         for width, members in plan_runs(lengths):
             picked = [rows[m] for m in members]
-            ids = np.stack([batch[k][0][r, :width] for k, r in picked])
-            mask = np.stack([batch[k][1][r, :width] for k, r in picked])
-            for name, value in self.run_graph(ids, mask).items():
+            for name, value in self.run_graph(*_prefixes(batch, picked, lengths[members], width)).items():
                 for row_output, (k, r), length in zip(value, picked, lengths[members]):
                     self._place(results[k], name, r, row_output, length, batch[k][0].shape)
         return results
 
     def _place(self, result, name, row, row_output, length, sent_shape):
         """One row's output into its request's array, made at the width the request sent."""
-        if name not in result:
-            shape = sent_shape if name in self.per_token else sent_shape[:1]
-            result[name] = np.zeros(shape + row_output.shape[len(shape) - 1:], row_output.dtype)
-        if name in self.per_token:
+        rows_sent, width_sent = sent_shape
+        if name in self.per_token:  # row_output: [run width, ...]
+            if name not in result:
+                result[name] = np.zeros((rows_sent, width_sent, *row_output.shape[1:]), row_output.dtype)
             result[name][row, :length] = row_output[:length]
-        else:
+        else:  # row_output: the row's own [...]
+            if name not in result:
+                result[name] = np.zeros((rows_sent, *row_output.shape), row_output.dtype)
             result[name][row] = row_output
 
     def _run_by_width(self, batch):
@@ -140,6 +143,24 @@ def _required(params, key):
     if key not in params:  # a config not written by `semroute export`: refuse to load, saying why
         raise ValueError(f"config.pbtxt lacks parameter {key!r}: rebuild the repository with `semroute export`")
     return params[key]
+
+
+def _prefixes(batch, picked, lengths, width):
+    """ids and mask [len(picked), width] of the rows `picked` ((request, row) pairs): zero-filled,
+    each row's real prefix copied in. A run may be wider than some of its rows' requests were
+    sent (a 17-token row sent at 32 beside a 16-token row sent at 16)."""
+    ids = np.zeros((len(picked), width), np.int64)
+    mask = np.zeros_like(ids)
+    for i, ((k, r), length) in enumerate(zip(picked, lengths)):
+        ids[i, :length], mask[i, :length] = batch[k][0][r, :length], batch[k][1][r, :length]
+    return ids, mask
+
+
+def _flag(params, key, default):
+    value = params.get(key, default)
+    if value not in ("0", "1"):
+        raise ValueError(f"config.pbtxt parameter {key!r} must be \"0\" or \"1\", not {value!r}")
+    return value == "1"
 
 
 def _width_group(width, groups):
