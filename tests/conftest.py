@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 from contextlib import ExitStack
 from pathlib import Path
@@ -17,6 +18,13 @@ from tests.gateway_proc import GatewayProcess
 from tests.stub_upstream import StubUpstream, free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# A shell without job control (`make test &` from a script, nohup) starts the suite with SIGINT
+# ignored, and every server the tests start inherits that: the tests that stop `semroute up` or
+# `semroute envoy` with Ctrl-C would then wait for a signal they never get. A handler here is
+# reset to the default in each child at exec, so Ctrl-C reaches them again.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 # SEMROUTE_TEST_MODEL_REPOSITORY: run the suite against another repository (e.g. a variant).
 MODEL_REPOSITORY = Path(os.environ.get("SEMROUTE_TEST_MODEL_REPOSITORY", REPO_ROOT / "model_repository"))
 
