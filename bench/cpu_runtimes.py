@@ -12,7 +12,6 @@ bench/results/cpu_runtimes.json.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import resource
 import tempfile
 from pathlib import Path
@@ -21,17 +20,11 @@ import numpy as np
 
 from bench.common import machine, real_prompts, versions, write_json
 from bench.triton_repo import ensure_exported
+from export.runtime_gate import cpu_runtime_module
 from modelspec.interface import INPUT_NAMES, OUTPUT_NAMES
 
 SHAPES = ((32, 64), (16, 128))
 PROBABILITIES = [n for n in OUTPUT_NAMES if n not in ("pii_logits", "embedding")]
-
-
-def cpu_runtime_module(model_dir: Path):
-    spec = importlib.util.spec_from_file_location("cpu_runtime", model_dir / "1" / "cpu_runtime.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def batches(prompts: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -73,7 +66,7 @@ def main() -> None:
     parser.add_argument("--no-int8", action="store_true", help="skip the dynamic int8 reference")
     a = parser.parse_args()
     model_dir = ensure_exported()
-    cpu_runtime = cpu_runtime_module(model_dir)
+    cpu_runtime = cpu_runtime_module()
     onnx_path = model_dir / "1" / "model.onnx"
     flags = cpu_runtime.cpu_flags()
     report = {"machine_before": machine(), "cpu_bf16_flags": sorted(flags & cpu_runtime.BF16_FLAGS),

@@ -20,35 +20,22 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
-from bench.common import RESULTS_DIR, Child, free_port, machine, real_prompts, semroute_bin, write_json
+from bench.common import RESULTS_DIR, free_port, machine, real_prompts, write_json
 from bench.gateway_load import measure
-from bench.servers import Gateway, LiteLLM, Stub, gateway_config
+from bench.servers import Gateway, LiteLLM, SemrouteServer, Stub
 from bench.triton_repo import start_triton
 
 GOALS = {"E1": ("<=", 1.0), "E2": (">=", 1.0), "E3": (">=", 3.0)}
 
 
-class EnvoyPlane:
-    """`semroute envoy` (the real CLI: Envoy + the processor) against a running Triton."""
+class EnvoyPlane(SemrouteServer):
+    """`semroute envoy` (Envoy + the processor) against a running Triton."""
 
     def __init__(self, logs: Path, stub_url: str, triton_url: str, concurrency: int = 1):
-        self.port = free_port()
-        config = logs / f"envoy-{self.port}.yaml"
-        config.write_text(yaml.safe_dump(gateway_config(stub_url)))
-        self.child = Child([semroute_bin(), "envoy", "--config", str(config), "--port", str(self.port),
-                            "--admin-port", str(free_port()), "--processor-port", str(free_port()),
-                            "--processor-metrics-port", str(free_port()), "--triton-url", triton_url,
-                            "--envoy-concurrency", str(concurrency)], logs / f"envoy-{self.port}.log")
-        self.child.wait_http(f"{self.url}/readyz", timeout=90)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        self.child.stop()
+        super().__init__(logs, stub_url, "envoy", [
+            "envoy", "--admin-port", str(free_port()), "--processor-port", str(free_port()),
+            "--processor-metrics-port", str(free_port()), "--triton-url", triton_url,
+            "--envoy-concurrency", str(concurrency)])
 
 
 def ratio(name: str, value: float) -> dict:

@@ -132,12 +132,12 @@ def main() -> None:
     parser.add_argument("--calibration", type=int, default=400, help="training-split texts to calibrate on")
     parser.add_argument("--dev", type=int, default=1200, help="dev-split texts to compare on")
     a = parser.parse_args()
-    from bench.cpu_runtimes import cpu_runtime_module
+    from export.runtime_gate import cpu_runtime_module
     from export.training_set import assemble
 
     model_dir = ensure_exported()
     source = model_dir / "1" / "model.onnx"
-    flags = cpu_runtime_module(model_dir).cpu_flags()
+    flags = cpu_runtime_module().cpu_flags()
     reduce_range = not flags & {"avx512_vnni", "avx_vnni", "amx_int8"}
     examples, _ = assemble(verbose=False)
     calibration = encoded(stratified(examples, "train", a.calibration), rows=16)

@@ -1,5 +1,5 @@
 """The servers a bench run starts, each in its own process on free loopback ports:
-the stub LLM, the bundled Triton, `semroute serve`, and the LiteLLM proxy (from .venv-bench)."""
+the stub LLM, `semroute serve` (or another semroute data plane), and the LiteLLM proxy (from .venv-bench)."""
 from __future__ import annotations
 
 import sys
@@ -50,18 +50,10 @@ def gateway_config(stub_url: str) -> dict:
     return config
 
 
-class Gateway:
-    """`semroute serve` (the real CLI) against a running Triton."""
-
-    def __init__(self, logs: Path, stub_url: str, triton_url: str, workers: int = 1, env: dict | None = None):
-        self.port = free_port()
-        config = logs / f"gateway-{self.port}.yaml"
-        config.parent.mkdir(parents=True, exist_ok=True)
-        config.write_text(yaml.safe_dump(gateway_config(stub_url)))
-        self.child = Child([semroute_bin(), "serve", "--config", str(config), "--port", str(self.port),
-                            "--triton-url", triton_url, "--workers", str(workers)],
-                           logs / f"gateway-{self.port}.log", env=env)
-        self.child.wait_http(f"{self.url}/readyz", timeout=90)
+class LoopbackServer:
+    """A server process of the bench on 127.0.0.1:`port` (its `child`)."""
+    port: int
+    child: Child
 
     @property
     def url(self) -> str:
@@ -71,7 +63,28 @@ class Gateway:
         self.child.stop()
 
 
-class LiteLLM:
+class SemrouteServer(LoopbackServer):
+    """A `semroute` data plane (the real CLI) with gateway_config on the stub, once /readyz answers;
+    `name` prefixes its config and log files."""
+
+    def __init__(self, logs: Path, stub_url: str, name: str, command: list[str], env: dict | None = None):
+        self.port = free_port()
+        config = logs / f"{name}-{self.port}.yaml"
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.write_text(yaml.safe_dump(gateway_config(stub_url)))
+        self.child = Child([semroute_bin(), *command, "--config", str(config), "--port", str(self.port)],
+                           logs / f"{name}-{self.port}.log", env=env)
+        self.child.wait_http(f"{self.url}/readyz", timeout=90)
+
+
+class Gateway(SemrouteServer):
+    """`semroute serve` against a running Triton."""
+
+    def __init__(self, logs: Path, stub_url: str, triton_url: str, workers: int = 1, env: dict | None = None):
+        super().__init__(logs, stub_url, "gateway", ["serve", "--triton-url", triton_url, "--workers", str(workers)], env)
+
+
+class LiteLLM(LoopbackServer):
     """The LiteLLM proxy with one model, `cheap`, on the stub. No database, no callbacks, no
     master key (the cheapest setup LiteLLM allows: generous to the peer)."""
 
@@ -91,10 +104,3 @@ class LiteLLM:
                            env={"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR",
                                 "LITELLM_TELEMETRY": "False"})
         self.child.wait_http(f"{self.url}/health/liveliness", timeout=180)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        self.child.stop()

@@ -61,9 +61,9 @@ def path_label(runtime: str, trim_padding: bool) -> str:
 
 
 def exported_trim_padding(model_dir: Path) -> bool:
-    from export.triton_config import served_parameters
+    from export.triton_config import DEFAULT_TRIM_PADDING, served_parameters
 
-    return served_parameters(model_dir).get("trim_padding", "1") == "1"
+    return served_parameters(model_dir).get("trim_padding", DEFAULT_TRIM_PADDING) == "1"
 
 
 def runtime_repository(model_dir: Path, folder: Path, runtime: str, trim_padding: bool) -> Path:
