@@ -68,6 +68,19 @@ def _kill_group(pgid: int) -> None:
         pass  # nothing left in the group
 
 
+def free_ports(count: int) -> list[int]:
+    """Loopback ports free right now, distinct (all held open until every one is chosen): for a
+    private Triton (http, grpc, metrics) or anything else a caller starts."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
 def port_in_use(host: str, port: int) -> str | None:
     """Why `port` cannot be bound on `host` now (another server listens there), else None."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from control.signals import Classifier
-from control.tritonserver import TritonServer
+from control.tritonserver import TritonServer, free_ports
 from export import data, metrics, task_data
 from export.eval_sets import NO_PII_SETS, load_sets
 from export.model import DEFAULT_WEIGHTS, read_weights_meta
@@ -275,17 +275,9 @@ class _triton:
     def __enter__(self) -> str:
         if not getattr(self.args, "start_triton", False):
             return self.args.triton_url
-        import socket
-
         repo = Path(".cache/eval_repository")
         build_repository(self.weights, repo)
-        socks = [socket.socket() for _ in range(3)]
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        ports = [s.getsockname()[1] for s in socks]
-        for s in socks:
-            s.close()
-        self.server = TritonServer(repo, *ports).__enter__()
+        self.server = TritonServer(repo, *free_ports(3)).__enter__()
         return self.server.grpc_url
 
     def __exit__(self, *exc):

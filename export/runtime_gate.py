@@ -92,12 +92,12 @@ def classify_on(runtime: str, trim_padding: bool, model_dir: Path, texts: list[s
                 classify_all) -> tuple[dict, str]:
     """Every text's signals from a private Triton whose router runs on `runtime`, and what it ran
     as; `classify_all(texts, url)` is the evaluation's (export.evaluate), passed in: no import back."""
-    from control.tritonserver import TritonServer
+    from control.tritonserver import TritonServer, free_ports
 
     label = path_label(runtime, trim_padding)
     repo = runtime_repository(model_dir, work / label, runtime, trim_padding)
     log = work / f"{label}.log"
-    with TritonServer(repo, *_free_ports(3), log_file=log) as server:
+    with TritonServer(repo, *free_ports(3), log_file=log) as server:
         return asyncio.run(classify_all(texts, server.grpc_url)), served_as(log)
 
 
@@ -111,17 +111,6 @@ def served_as(log: Path) -> str:
     if not found:
         return "unknown (no model.py line in the Triton log)"
     return f"{found[1]}, padding {padding[1]}" if padding else found[1]
-
-
-def _free_ports(count: int) -> list[int]:
-    import socket
-    from contextlib import ExitStack
-
-    with ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
 
 
 class _Classified:

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
+from control.tritonserver import free_ports  # noqa: F401 — the tests import it from here
 from tests.gateway_proc import GatewayProcess
 from tests.stub_upstream import StubUpstream, free_port
 
@@ -27,15 +26,6 @@ if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 # SEMROUTE_TEST_MODEL_REPOSITORY: run the suite against another repository (e.g. a variant).
 MODEL_REPOSITORY = Path(os.environ.get("SEMROUTE_TEST_MODEL_REPOSITORY", REPO_ROOT / "model_repository"))
-
-
-def free_ports(count: int) -> list[int]:
-    """Ports free right now, distinct (all held open until every one is chosen)."""
-    with ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
 
 
 # --- model repository and Triton -------------------------------------------------------------

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import socket
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -103,17 +102,6 @@ class EmbeddingCache:
         tmp.replace(self.path)
 
 
-def _free_ports(count: int) -> list[int]:
-    socks = [socket.socket() for _ in range(count)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_REPOSITORY = PROJECT_ROOT / "model_repository"
 
@@ -125,13 +113,13 @@ def triton_url(given: str | None, model_repository: Path | None = None) -> Itera
     if given:
         yield given
         return
-    from control.tritonserver import TritonServer
+    from control.tritonserver import TritonServer, free_ports
 
     repo = Path(model_repository or DEFAULT_REPOSITORY)
     if not (repo / MODEL_NAME / "config.pbtxt").exists():
         raise FileNotFoundError(f"the model repository {repo} is not built: run `semroute export` (or `make model`), "
                                 f"or pass --triton-url")
-    with TritonServer(repo, *_free_ports(3)) as server:
+    with TritonServer(repo, *free_ports(3)) as server:
         yield server.grpc_url
 
 
